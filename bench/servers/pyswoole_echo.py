@@ -1,0 +1,39 @@
+"""Candidate echo server: the same echo as ``uvloop_echo.py``, on pyswoole.
+
+Every byte received is sent straight back from the Receive callback. ``--mode``
+selects BASE or PROCESS, so a PROCESS row in the bench is one more config line.
+``server.start()`` blocks; SIGTERM stops the server with all its processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pyswoole import Mode, Server
+
+HOST = "127.0.0.1"
+LOG_LEVEL_WARNING = 4  # Swoole's SWOOLE_LOG_WARNING: keep the hot path free of log output
+MODES = {"base": Mode.BASE, "process": Mode.PROCESS}
+
+
+def echo(server: Server, fd: int, reactor_id: int, data: bytes) -> None:
+    server.send(fd, data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="worker_num (default 1)")
+    parser.add_argument("--mode", choices=sorted(MODES), default="base")
+    args = parser.parse_args()
+
+    server = Server(HOST, args.port, MODES[args.mode])
+    server.set(worker_num=args.workers, log_level=LOG_LEVEL_WARNING)
+    server.on("Receive", echo)
+    server.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Worker pipes: one AF_UNIX datagram socketpair per worker slot, made before the first fork.
+
+Every incarnation of a worker slot inherits the same pair, so a replacement worker is reachable at the same
+address as the one it replaces. The worker reads its *worker end*; anyone else reaches it by writing to the
+*master end*. Datagrams are atomic, so several processes may write to one pipe at once.
+
+Writers with an event loop never block: a datagram the kernel refuses for now waits in a bounded queue that
+is flushed when the pipe becomes writable. Writers without a loop (the manager) block, with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+
+from . import ipc
+from .log import logger
+
+PIPE_BUFFER = 8 * 1024 * 1024
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per destination, for non-blocking writers
+BLOCKING_TIMEOUT = 5.0
+
+
+class WorkerPipes:
+    def __init__(self, count: int) -> None:
+        self.master_ends: list[socket.socket] = []
+        self.worker_ends: list[socket.socket] = []
+        for _ in range(count):
+            master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            for end in (master_end, worker_end):
+                for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                    try:
+                        end.setsockopt(socket.SOL_SOCKET, option, PIPE_BUFFER)
+                    except OSError:
+                        pass
+                end.setblocking(False)
+            self.master_ends.append(master_end)
+            self.worker_ends.append(worker_end)
+
+    def close(self) -> None:
+        for end in self.master_ends + self.worker_ends:
+            end.close()
+
+
+def send_blocking(sock: socket.socket, datagrams: list[bytes]) -> bool:
+    """Write datagrams from a process without an event loop; False if the reader stays stuck too long."""
+    import select
+
+    for datagram in datagrams:
+        while True:
+            try:
+                sock.send(datagram)
+                break
+            except BlockingIOError:
+                _, writable, _ = select.select([], [sock], [], BLOCKING_TIMEOUT)
+                if not writable:
+                    return False
+            except OSError:
+                return False
+    return True
+
+
+class PipeWriter:
+    """Non-blocking writes to one pipe end from an event-loop process, with a bounded overflow queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+
+    def write(self, datagrams: list[bytes]) -> bool:
+        if not self._queue:
+            sock = self._sock
+            sent = 0
+            try:
+                for datagram in datagrams:
+                    sock.send(datagram)
+                    sent += 1
+                return True
+            except BlockingIOError:
+                datagrams = datagrams[sent:]
+            except OSError:
+                return False
+            self._loop.add_writer(sock.fileno(), self._flush)
+        size = sum(map(len, datagrams))
+        if self._queued_bytes + size > MAX_QUEUED_BYTES:
+            return False
+        self._queue.extend(datagrams)
+        self._queued_bytes += size
+        return True
+
+    def _flush(self) -> None:
+        queue, sock = self._queue, self._sock
+        try:
+            while queue:
+                sock.send(queue[0])
+                self._queued_bytes -= len(queue.popleft())
+        except BlockingIOError:
+            return
+        except OSError:
+            queue.clear()
+            self._queued_bytes = 0
+        self._loop.remove_writer(sock.fileno())
+
+
+def read_datagrams(sock: socket.socket, reassembler: ipc.Reassembler, limit: int = 32) -> list[ipc.Message]:
+    """Read up to ``limit`` datagrams (Swoole's fairness bound) and return the messages they complete."""
+    messages = []
+    for _ in range(limit):
+        try:
+            datagram = sock.recv(ipc.MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            break
+        try:
+            message = reassembler.feed(datagram)
+        except ipc.IpcError as exc:
+            logger.warning("abnormal pipe data dropped: %s", exc)
+            continue
+        if message is not None:
+            messages.append(message)
+    return messages

@@ -1,0 +1,180 @@
+"""A listening port: its socket (bound when the Port is made, as Swoole does), its settings and callbacks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import settings as settings_module
+from .constants import DGRAM_TYPES, INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
+from .errors import ServerError
+
+if TYPE_CHECKING:
+    from .server import Server
+
+PORT_EVENTS = ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty")
+
+
+def event_key(name: str) -> str:
+    """Event names are case-insensitive and may be written as Swoole spells them or in snake_case."""
+    if not isinstance(name, str):
+        raise TypeError(f"event name must be a str, not {type(name).__name__}")
+    return name.replace("_", "").lower()
+
+
+def _socket_family(base_type: SockType) -> int:
+    if base_type in UNIX_TYPES:
+        return socket.AF_UNIX
+    return socket.AF_INET6 if base_type in INET6_TYPES else socket.AF_INET
+
+
+class Port:
+    def __init__(self, server: Server, host: str, port: int, sock_type: int) -> None:
+        try:
+            base_type = SockType(int(sock_type) & ~SSL_FLAG)
+        except ValueError:
+            raise ValueError(f"invalid sock_type {sock_type!r}") from None
+        if base_type == SockType.SSL:
+            raise ValueError("sock_type SSL is a flag: use SockType.TCP | SockType.SSL")
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty str, not {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise ValueError(f"port must be an int, not {port!r}")
+        if base_type not in UNIX_TYPES and not 0 <= port <= 65535:
+            raise ServerError(f"failed to listen server port[{host}:{port}], Error: port out of range 0..65535",
+                              errno.EINVAL)
+        if int(sock_type) & SSL_FLAG:
+            raise ServerError("SSL ports are not supported yet", errno.EPROTONOSUPPORT)
+        self.server = server
+        self.host = host
+        self.sock_type = int(sock_type)
+        self.base_type = base_type
+        self.is_stream = base_type in STREAM_TYPES
+        self.setting: dict[str, Any] = {}
+        self.callbacks: dict[str, Callable[..., Any]] = {}
+        self.sock = self._bind(host, port)
+        self.fileno = self.sock.fileno()
+        self.port = 0 if base_type in UNIX_TYPES else self.sock.getsockname()[1]
+        self._reuse_port = False
+
+    def _bind(self, host: str, port: int) -> socket.socket:
+        family = _socket_family(self.base_type)
+        kind = socket.SOCK_STREAM if self.is_stream else socket.SOCK_DGRAM
+        if family == socket.AF_UNIX:
+            if len(host.encode()) >= 108:
+                raise ServerError(f"failed to listen server port[{host}], Error: path too long", errno.ENAMETOOLONG)
+            _remove_stale_unix_socket(host)
+        sock = socket.socket(family, kind)
+        try:
+            if family != socket.AF_UNIX:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(host if family == socket.AF_UNIX else (host, port))
+            sock.setblocking(False)
+        except (OSError, OverflowError) as exc:
+            sock.close()
+            code = getattr(exc, "errno", None) or errno.EINVAL
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ServerError(f"failed to listen server port[{host}:{port}], Error: {reason}[{code}]", code) from None
+        return sock
+
+    # Public API -----------------------------------------------------------------------------------------
+
+    def set(self, settings: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Per-port settings (framing, heartbeat, buffers). Before start only."""
+        self.server._check_not_started("set")
+        self.setting.update(settings_module.normalize({**(settings or {}), **kwargs}))
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Register a port callback (Connect, Receive, Close, Packet, BufferFull, BufferEmpty); also a decorator."""
+        name = port_event_name(event)
+        if name is None:
+            raise ValueError(f"unknown port event {event!r}; a port has {', '.join(PORT_EVENTS)}")
+        if callback is None:
+            return lambda fn: self.on(event, fn)
+        self.server._check_not_started("on")
+        if not callable(callback):
+            raise TypeError(f"callback for {event!r} must be callable, not {type(callback).__name__}")
+        self.callbacks[name] = callback
+        return callback
+
+    def get_callback(self, event: str) -> Callable[..., Any] | None:
+        name = port_event_name(event)
+        return None if name is None else self.callbacks.get(name)
+
+    # Runtime --------------------------------------------------------------------------------------------
+
+    def listen(self, backlog: int, reuse_port: bool) -> None:
+        """Start listening (stream ports) before any fork, so that clients queue up while workers start.
+
+        With ``reuse_port`` the constructor's socket is swapped for an SO_REUSEPORT one that only holds the
+        address; each worker then listens on a socket of its own and the kernel spreads connections.
+        """
+        if not self.is_stream:
+            return
+        self._reuse_port = reuse_port and self.sock.family != socket.AF_UNIX
+        if self._reuse_port:
+            self.sock.close()
+            self.sock = self._reuse_port_socket()
+            self.fileno = self.sock.fileno()
+        else:
+            self.sock.listen(backlog)
+
+    def socket_for_worker(self) -> socket.socket:
+        if not self._reuse_port:
+            return self.sock
+        sock = self._reuse_port_socket()
+        sock.listen(self.server.setting["backlog"])
+        return sock
+
+    def _reuse_port_socket(self) -> socket.socket:
+        sock = socket.socket(self.sock.family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if self.sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((self.host, self.port))
+        sock.setblocking(False)
+        return sock
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.base_type in UNIX_TYPES:
+            try:
+                os.unlink(self.host)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<Port {self.base_type.name} {self.host}:{self.port}>"
+
+
+def port_event_name(event: str) -> str | None:
+    key = event_key(event)
+    for name in PORT_EVENTS:
+        if name.replace("_", "") == key:
+            return name
+    return None
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    """A socket file left by a server that died is removed; a live one is left alone (bind then fails)."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except OSError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        probe.close()

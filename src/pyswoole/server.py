@@ -1,0 +1,482 @@
+"""``Server``: construct and bind, ``set``, ``on``, and ``start()`` as the ordered steps of Swoole's model.
+
+The Server object is the user's handle in every process. After fork each process sees the same object with
+its own role filled in: in an event worker ``_worker`` is that worker, in the manager it is None. Methods
+that act on sessions go through the factory, which knows whether the session is local or must be forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import log
+from . import settings as settings_module
+from .constants import DGRAM_TYPES, ErrorCode, Mode, SockType, WorkerStatus
+from .errors import ServerError
+from .factory import BaseFactory
+from .log import logger
+from .loop import new_event_loop
+from .manager import Manager
+from .pipes import WorkerPipes
+from .port import Port, event_key, port_event_name
+from .shm import Global, SharedState, Slot
+from .worker import EventWorker
+
+SERVER_EVENTS = (
+    "start", "before_shutdown", "shutdown", "worker_start", "worker_stop", "worker_exit", "worker_error",
+    "manager_start", "manager_stop", "before_reload", "after_reload", "task", "finish", "pipe_message",
+)
+_SERVER_EVENT_KEYS = {name.replace("_", ""): name for name in SERVER_EVENTS}
+CLIENT_LIST_MAX = 100
+_RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
+_now = time.time
+
+
+def _to_bytes(data: Any) -> bytes:
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+
+
+class Server:
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = Mode.BASE,
+                 sock_type: int = SockType.TCP) -> None:
+        try:
+            self.mode = Mode(mode)
+        except ValueError:
+            raise ValueError(f"invalid mode {mode!r}: use Mode.BASE or Mode.PROCESS") from None
+        self._settings: dict[str, Any] = {}
+        self.setting: dict[str, Any] = {}
+        self._callbacks: dict[str, Callable[..., Any]] = {}
+        self.ports: list[Port] = []
+        self._started = False
+        self._shutdown_done = False
+        self._shared: SharedState | None = None
+        self._pipes: WorkerPipes | None = None
+        self._worker: EventWorker | None = None
+        self._local_connections: dict[int, Any] = {}
+        self._manager_pid = 0
+        self._last_error = 0
+        self._factory = BaseFactory(self)
+        self.worker_id = -1
+        self.worker_pid = 0
+        self.taskworker = False
+        primary = Port(self, host, port, sock_type)
+        self.ports.append(primary)
+        self.host = primary.host
+        self.port = primary.port
+        self.sock_type = primary.sock_type
+
+    # Configuration ---------------------------------------------------------------------------------------
+
+    def set(self, settings: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Merge settings (Swoole's keys); validated at once, defaults and clamping applied at start."""
+        self._check_not_started("set")
+        normalized = settings_module.normalize({**(settings or {}), **kwargs})
+        self._settings.update(normalized)
+        self.setting = dict(self._settings)
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Register a callback, ``server.on("Receive", fn)``, or use ``@server.on("receive")`` as a decorator."""
+        key = event_key(event)
+        if key not in _SERVER_EVENT_KEYS and port_event_name(event) is None:
+            known = ", ".join(SERVER_EVENTS + ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty"))
+            raise ValueError(f"unknown event {event!r}; events are: {known}")
+        if key not in _SERVER_EVENT_KEYS:
+            return self.ports[0].on(event, callback)
+        if callback is None:
+            return lambda fn: self.on(event, fn)
+        self._check_not_started("on")
+        if not callable(callback):
+            raise TypeError(f"callback for {event!r} must be callable, not {type(callback).__name__}")
+        self._callbacks[_SERVER_EVENT_KEYS[key]] = callback
+        return callback
+
+    def get_callback(self, event: str) -> Callable[..., Any] | None:
+        key = event_key(event)
+        if key in _SERVER_EVENT_KEYS:
+            return self._callbacks.get(_SERVER_EVENT_KEYS[key])
+        if port_event_name(event) is not None:
+            return self.ports[0].get_callback(event)
+        raise ValueError(f"unknown event {event!r}")
+
+    def add_listener(self, host: str, port: int, sock_type: int = SockType.TCP) -> Port:
+        """Bind another port at once (like the constructor); returns its :class:`Port`."""
+        self._check_not_started("add_listener")
+        new_port = Port(self, host, port, sock_type)
+        self.ports.append(new_port)
+        return new_port
+
+    listen = add_listener
+
+    def _check_not_started(self, what: str) -> None:
+        if self._started:
+            raise ServerError(f"server is running, unable to execute {what}()", ErrorCode.SERVER_NOT_RUNNING)
+
+    # start() --------------------------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Run the server until it is shut down; True after a clean shutdown. Blocks."""
+        if self._shutdown_done:
+            raise ServerError("the server has been shut down, unable to execute start()")
+        if self._started:
+            raise ServerError("the server is running, unable to execute start()")
+        setting = settings_module.resolve(self._settings, self.mode)
+        log.configure(setting.get("log_file"), setting["log_level"], setting["log_date_format"],
+                      setting["log_date_with_microseconds"])
+        self._check_start(setting)
+        self._started = True
+        self.setting = setting
+        for port in self.ports:
+            port.listen(setting["backlog"], setting["enable_reuse_port"])
+        worker_num = setting["worker_num"]
+        self._shared = shared = SharedState(worker_num)
+        single = worker_num == 1 and setting["max_request"] == 0
+        try:
+            if single:
+                shared.globals[Global.MASTER_PID] = os.getpid()
+                self._run_worker(0)
+            else:
+                self._pipes = WorkerPipes(worker_num)
+                self._manager_pid = os.getpid()
+                shared.globals[Global.MANAGER_PID] = self._manager_pid
+                Manager(self).run()
+            self._call_event("shutdown", self)
+        finally:
+            self._started = False
+            self._shutdown_done = True
+            for port in self.ports:
+                port.close()
+            if self._pipes is not None:
+                self._pipes.close()
+        return True
+
+    def _check_start(self, setting: dict[str, Any]) -> None:
+        """Refuse, before anything is forked, a start that cannot work."""
+        if self.mode == Mode.PROCESS:
+            raise ServerError("PROCESS mode is not available in this version; use Mode.BASE")
+        if setting["task_worker_num"] > 0:
+            if "task" not in self._callbacks:
+                raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
+            raise ServerError("task workers are not available in this version", ErrorCode.INVALID_PARAMS)
+        if setting["daemonize"]:
+            raise ServerError("daemonize is not available in this version", ErrorCode.INVALID_PARAMS)
+        primary = self.ports[0]
+        for port in self.ports:
+            if port.base_type in DGRAM_TYPES:
+                if port.get_callback("packet") is None and primary.get_callback("packet") is None:
+                    raise ServerError(f"require onPacket callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+            elif port.get_callback("receive") is None and primary.get_callback("receive") is None:
+                raise ServerError(f"require onReceive callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+
+    def _run_worker(self, worker_id: int) -> None:
+        """Serve as event worker ``worker_id`` in this process (the forked child, or the only process)."""
+        shared = self._shared
+        assert shared is not None
+        with shared.locked():
+            start_callback = not shared.globals[Global.ONSTART_CALLED]
+            if worker_id == 0:
+                shared.globals[Global.ONSTART_CALLED] = 1
+            else:
+                start_callback = False
+        EventWorker(self, worker_id).run(start_callback)
+
+    def _enter_worker(self, worker: EventWorker) -> None:
+        self._worker = worker
+        self._local_connections = worker.connections
+        self.worker_id = worker.worker_id
+        self.worker_pid = os.getpid()
+
+    def _leave_worker(self) -> None:
+        self._worker = None
+        self._local_connections = {}
+        self.worker_id = -1
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop(self.setting["event_loop"])
+
+    def _call_event(self, name: str, *args: Any, fatal: bool = False) -> None:
+        """Run a server-level callback if one is registered; log what it raises (re-raise if ``fatal``)."""
+        callback = self._callbacks.get(name)
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+            if asyncio.iscoroutine(result):
+                if self._worker is not None:
+                    self._worker.spawn(result)
+                else:
+                    loop = self._new_loop()
+                    try:
+                        loop.run_until_complete(result)
+                    finally:
+                        loop.close()
+        except Exception:
+            logger.exception("%s callback failed", name)
+            if fatal:
+                raise
+
+    # Sessions --------------------------------------------------------------------------------------------
+
+    def _fail(self, code: int) -> bool:
+        self._last_error = int(code)
+        return False
+
+    def send(self, fd: int, data: bytes | str, server_socket: int = -1) -> bool:
+        """Send to a session; False (see ``get_last_error()``) if it is unknown, closed or its buffer is full."""
+        conn = self._local_connections.get(fd)
+        if conn is not None and conn.writable and type(data) is bytes and data:
+            # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
+            conn.last_send_time = _now()
+            conn.transport.write(data)
+            slot = conn.slot
+            slot[_RESPONSE] += 1
+            slot[_SEND_BYTES] += len(data)
+            return True
+        if type(data) is not bytes:
+            data = _to_bytes(data)
+        if not data:
+            return self._fail(ErrorCode.NO_PAYLOAD)
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        code = self._factory.send(fd, data)
+        return self._fail(code) if code else True
+
+    def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
+        """Send a datagram from a UDP or UNIX-dgram listening socket."""
+        data = _to_bytes(data)
+        if server_socket >= 0:
+            candidates = [p for p in self.ports if p.fileno == server_socket and not p.is_stream]
+        else:
+            wanted = (SockType.UNIX_DGRAM if ip.startswith("/") else
+                      SockType.UDP6 if ":" in ip else SockType.UDP)
+            candidates = [p for p in self.ports if p.base_type == wanted]
+            if not candidates:
+                logger.warning("UDP listener has to be added before executing sendto")
+        if not candidates:
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        sock = candidates[0].sock
+        try:
+            sock.sendto(data, ip if sock.family == 1 else (ip, port))
+        except OSError as exc:
+            return self._fail(exc.errno or ErrorCode.INVALID_PARAMS)
+        return True
+
+    def close(self, fd: int, reset: bool = False) -> bool:
+        """Close a session: its Close callback runs (reactor_id -1), then the socket closes after pending
+        output is flushed; ``reset=True`` drops pending output and aborts with an RST."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        code = self._factory.close(fd, reset)
+        return self._fail(code) if code else True
+
+    def pause(self, fd: int) -> bool:
+        code = self._factory.pause(fd) if self._started else ErrorCode.SERVER_NOT_RUNNING
+        return self._fail(code) if code else True
+
+    def resume(self, fd: int) -> bool:
+        code = self._factory.resume(fd) if self._started else ErrorCode.SERVER_NOT_RUNNING
+        return self._fail(code) if code else True
+
+    def exist(self, fd: int) -> bool:
+        """True if ``fd`` is an open session of this worker (BASE mode sees only its own, as Swoole)."""
+        worker = self._worker
+        conn = worker.connections.get(fd) if worker is not None else None
+        return conn is not None and not conn.closed
+
+    exists = exist
+
+    def get_client_info(self, fd: int, reactor_id: int = -1, ignore_error: bool = False) -> dict[str, Any] | None:
+        worker = self._worker
+        conn = worker.connections.get(fd) if worker is not None else None
+        if conn is None:
+            self._last_error = ErrorCode.SESSION_NOT_EXIST
+            return None
+        return conn.info()
+
+    getClientInfo = get_client_info
+
+    def get_client_list(self, start_fd: int = 0, page_size: int = 10) -> list[int] | None:
+        """Up to ``page_size`` open sessions after ``start_fd``, in socket-fd order (as Swoole pages them)."""
+        if page_size > CLIENT_LIST_MAX or page_size < 1:
+            logger.warning("get_client_list: page_size must be 1..%d", CLIENT_LIST_MAX)
+            return None
+        worker = self._worker
+        if worker is None:
+            return None
+        conns = sorted((c for c in worker.connections.values() if not c.closed), key=lambda c: c.socket_fd)
+        after = -1
+        if start_fd:
+            start = worker.connections.get(start_fd)
+            if start is None or start.closed:
+                return None
+            after = start.socket_fd
+        return [c.session_id for c in conns if c.socket_fd > after][:page_size]
+
+    @property
+    def connections(self) -> list[int]:
+        """Open sessions of this worker, in socket-fd order."""
+        worker = self._worker
+        if worker is None:
+            return []
+        conns = sorted((c for c in worker.connections.values() if not c.closed), key=lambda c: c.socket_fd)
+        return [c.session_id for c in conns]
+
+    def bind(self, fd: int, uid: int) -> bool:
+        """Attach a uid to a session (for dispatch_mode 5); refused once it has a non-zero uid."""
+        if not -(2**31) <= uid <= 2**32 - 1:
+            logger.warning("bind: uid %d out of range", uid)
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        worker = self._worker
+        conn = worker.connections.get(fd) if worker is not None else None
+        if conn is None or conn.closed:
+            return self._fail(ErrorCode.SESSION_NOT_EXIST)
+        if conn.uid:
+            return False
+        conn.uid = uid
+        return True
+
+    # Timers ---------------------------------------------------------------------------------------------
+
+    def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
+        """Call ``callback(timer_id, *args)`` every ``ms`` milliseconds in this process."""
+        worker = self._worker
+        if worker is None or worker.timers is None:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return worker.timers.tick(ms, callback, args)
+
+    def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
+        """Call ``callback(*args)`` once, ``ms`` milliseconds from now, in this process."""
+        worker = self._worker
+        if worker is None or worker.timers is None:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return worker.timers.after(ms, callback, args)
+
+    def clear_timer(self, timer_id: int) -> bool:
+        worker = self._worker
+        return worker is not None and worker.timers is not None and worker.timers.clear(timer_id)
+
+    # Life cycle -----------------------------------------------------------------------------------------
+
+    def shutdown(self) -> bool:
+        """Stop the whole server gracefully (from any of its processes)."""
+        if not self._started or self._shared is None:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        manager_pid = self._shared.globals[Global.MANAGER_PID]
+        target = manager_pid or self._shared.globals[Global.MASTER_PID]
+        try:
+            os.kill(target, signal.SIGTERM)
+        except OSError as exc:
+            return self._fail(exc.errno or errno.ESRCH)
+        return True
+
+    def stop(self, worker_id: int = -1, wait_event: bool = False) -> bool:
+        """Stop one event worker gracefully (the calling one by default); the manager starts a new one."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        worker = self._worker
+        if worker_id == -1 or worker is not None and worker_id == worker.worker_id:
+            if worker is None:
+                return self._fail(ErrorCode.INVALID_PARAMS)
+            worker.loop.call_soon(worker.stop)  # type: ignore[union-attr]
+            return True
+        if not 0 <= worker_id < self.setting["worker_num"]:
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        code = self._factory.stop_worker(worker_id)
+        return self._fail(code) if code else True
+
+    # Introspection --------------------------------------------------------------------------------------
+
+    def get_last_error(self) -> int:
+        return self._last_error
+
+    def get_worker_id(self) -> int:
+        return self.worker_id
+
+    def get_worker_pid(self, worker_id: int = -1) -> int | bool:
+        if worker_id == -1:
+            worker_id = self.worker_id
+        if self._shared is None or not 0 <= worker_id < self._shared.worker_slots:
+            return False
+        return self._shared.slot(worker_id)[Slot.PID]
+
+    def get_worker_status(self, worker_id: int = -1) -> int | bool:
+        if worker_id == -1:
+            worker_id = self.worker_id
+        if self._shared is None or not 0 <= worker_id < self._shared.worker_slots:
+            return False
+        return self._shared.slot(worker_id)[Slot.STATUS]
+
+    def get_manager_pid(self) -> int:
+        return self._shared.globals[Global.MANAGER_PID] if self._shared is not None else 0
+
+    def get_master_pid(self) -> int:
+        return self._shared.globals[Global.MASTER_PID] if self._shared is not None else 0
+
+    @property
+    def manager_pid(self) -> int:
+        return self.get_manager_pid()
+
+    @property
+    def master_pid(self) -> int:
+        return self.get_master_pid()
+
+    def stats(self) -> dict[str, Any]:
+        """Swoole's ``stats()``: server-wide counters, plus the calling worker's own."""
+        shared = self._shared
+        if shared is None:
+            return {}
+        setting = self.setting
+        worker_num = setting["worker_num"]
+
+        def total(field: int) -> int:
+            return shared.sum_field(field, worker_num)
+
+        worker = self._worker
+        fds = [c.socket_fd for c in worker.connections.values()] if worker is not None else []
+        stats: dict[str, Any] = {
+            "start_time": shared.globals[Global.START_TIME_US] // 1_000_000,
+            "connection_num": total(Slot.CONNECTION_NUM),
+            "abort_count": total(Slot.ABORT),
+            "accept_count": total(Slot.ACCEPT),
+            "close_count": total(Slot.CLOSE),
+            "worker_num": worker_num,
+            "task_worker_num": setting["task_worker_num"],
+            "user_worker_num": 0,
+            "idle_worker_num": sum(
+                1 for i in range(worker_num) if shared.slot(i)[Slot.STATUS] == WorkerStatus.IDLE),
+            "dispatch_count": total(Slot.REQUEST) + total(Slot.FAILED),
+            "request_count": total(Slot.REQUEST),
+            "response_count": total(Slot.RESPONSE),
+            "total_recv_bytes": total(Slot.RECV_BYTES),
+            "total_send_bytes": total(Slot.SEND_BYTES),
+            "pipe_packet_msg_id": shared.globals[Global.PIPE_MSG_ID],
+            "concurrency": 0,
+            "session_round": shared.globals[Global.SESSION_ROUND],
+            "min_fd": min(fds, default=0),
+            "max_fd": max(fds, default=0),
+        }
+        if worker is not None:
+            slot = worker.slot
+            stats.update(
+                worker_request_count=slot[Slot.REQUEST] - slot[Slot.REQUEST_BASE],
+                worker_response_count=slot[Slot.RESPONSE] - slot[Slot.RESPONSE_BASE],
+                worker_dispatch_count=slot[Slot.REQUEST] - slot[Slot.REQUEST_BASE] + slot[Slot.FAILED] - slot[Slot.FAILED_BASE],
+                worker_concurrency=worker.coroutine_num,
+            )
+        stats.update(task_idle_worker_num=0, tasking_num=0, task_count=0,
+                     coroutine_num=worker.coroutine_num if worker is not None else 0,
+                     coroutine_peek_num=0)
+        return stats
+
+    def __repr__(self) -> str:
+        return f"<Server {self.mode.name} {self.host}:{self.port}>"
+

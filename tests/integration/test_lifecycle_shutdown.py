@@ -1,0 +1,78 @@
+"""Graceful stop: shutdown(), SIGTERM and SIGINT stop every process in order and start() returns True."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from serverkit import wait_until
+
+SERVER = """
+server = recording_server(worker_num=worker_num)
+serve(server)
+"""
+
+
+def stop(server, connect, how: str) -> None:
+    if how == "shutdown()":
+        assert connect(server.port).ask("server.shutdown()") is True
+    else:
+        server.signal(getattr(signal, how))
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "shutdown()"])
+@pytest.mark.parametrize("worker_num", [1, 2])
+def test_a_graceful_stop_stops_every_worker_then_shuts_down(start_server, connect, worker_num, how):
+    server = start_server(SERVER, worker_num=worker_num)
+    workers = server.wait_events("worker_start", worker_num)
+
+    stop(server, connect, how)
+
+    assert server.wait_exit() == 0
+    kinds = server.kinds()
+    stops = server.events("worker_stop")
+    assert sorted(e["worker_id"] for e in stops) == list(range(worker_num))
+    assert {e["pid"] for e in stops} == {w["pid"] for w in workers}
+    assert kinds[-2:] == ["shutdown", "start_returned"]
+    assert server.events("shutdown")[0]["pid"] == server.pid
+    assert server.events("start_returned")[0]["value"] is True
+    wait_until(lambda: server.group() == [], message=lambda: f"left behind: {server.group()}")
+
+
+def test_the_manager_stops_after_its_workers_and_before_shutdown(start_server):
+    server = start_server(SERVER, worker_num=2)
+    server.wait_events("worker_start", 2)
+
+    server.signal(signal.SIGTERM)
+
+    assert server.wait_exit() == 0
+    kinds = server.kinds()
+    assert kinds.count("manager_stop") == 1
+    assert server.events("manager_stop")[0]["pid"] == server.pid
+    last_worker_stop = max(i for i, kind in enumerate(kinds) if kind == "worker_stop")
+    assert last_worker_stop < kinds.index("manager_stop") < kinds.index("shutdown")
+
+
+def test_manager_start_runs_in_the_starting_process_only_with_several_workers(start_server):
+    single = start_server(SERVER, worker_num=1)
+    multi = start_server(SERVER, worker_num=2)
+    single.wait_event("worker_start")
+    multi.wait_events("worker_start", 2)
+
+    assert multi.wait_event("manager_start")["pid"] == multi.pid
+    single.signal(signal.SIGTERM)
+    assert single.wait_exit() == 0
+    assert single.events("manager_start") == []
+
+
+def test_a_stopped_server_closes_its_connections(start_server, connect):
+    server = start_server(SERVER, worker_num=2)
+    clients = [connect(server.port) for _ in range(3)]
+    for client in clients:
+        client.request(b"x")
+
+    server.signal(signal.SIGTERM)
+
+    assert server.wait_exit() == 0
+    assert [client.recv_eof() for client in clients] == [b"", b"", b""]
