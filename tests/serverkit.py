@@ -5,8 +5,9 @@ Two halves, one per side of the process boundary:
 * the *script side*, imported by the server scripts that the ``start_server`` fixture writes:
   ``record(kind, **fields)`` appends one JSON line per event to the events file,
   ``report_port(server)`` publishes the bound port, ``hold(gate)`` / ``ahold(gate)`` block a
-  callback until the test opens that gate. It uses the standard library only, so it works in
-  any process the server forks.
+  callback until the test opens that gate, ``recording_server(...)`` builds a server whose
+  callbacks record every event and echo, ``answer`` serves ``ask`` probes, ``serve(server)``
+  starts it and records what start() returned. All of it works in any process the server forks.
 * the *test side*: ``ServerProcess`` (the handle on a running server script), ``wait_until``
   and the socket clients.
 
@@ -125,7 +126,6 @@ def answer(server: Any, fd: int, data: bytes, **names: Any) -> None:
     server.send(fd, json.dumps(reply, default=_jsonable) + "\n")
 
 
-
 def recording_server(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -151,6 +151,7 @@ def recording_server(
     def process_fields(server: Any) -> dict:
         return {
             "ppid": os.getppid(),
+            "worker_id_property": attempt(lambda: server.worker_id),
             "master_pid": attempt(server.get_master_pid),
             "manager_pid": attempt(server.get_manager_pid),
         }
@@ -159,7 +160,6 @@ def recording_server(
         return {
             **process_fields(server),
             "get_worker_id": attempt(server.get_worker_id),
-            "worker_id_property": attempt(lambda: server.worker_id),
             "worker_pid": attempt(lambda: server.worker_pid),
         }
 
@@ -185,10 +185,7 @@ def recording_server(
 
     def on_packet(server: Any, data: bytes, client_info: dict) -> None:
         record("packet", data=data, client_info=client_info)
-        if "port" in client_info:
-            server.sendto(client_info["address"], client_info["port"], data)
-        else:
-            server.sendto(client_info["address"], 0, data)
+        server.sendto(client_info["address"], client_info.get("port", 0), data)  # no port: UNIX
 
     if sock_type in (SockType.UDP, SockType.UDP6, SockType.UNIX_DGRAM):
         server.on("Packet", on_packet)
@@ -383,7 +380,12 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        """Signal the script's process only (as ``kill PID`` does)."""
         self.proc.send_signal(sig)
+
+    def signal_group(self, sig: int) -> None:
+        """Signal every process of the group (as Ctrl-C in a terminal, or systemd's stop, does)."""
+        os.killpg(self.pgid, sig)
 
     def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
         """The script's exit code (negative: killed by that signal); waits for the exit."""

@@ -1,28 +1,56 @@
-"""The factory: where a send or close for a session goes, from whichever process asks.
+"""The factory: where a send, close or query about a session goes, from whichever process asks.
 
-Swoole's name for the piece that decides a package's journey. In BASE mode a session lives in the worker that
-accepted it: the owner acts at once, any other process forwards the request over the owner's worker pipe.
-Every method returns 0 or one of Swoole's error codes; the Server turns that into True/False and
+Swoole's name for the piece that decides a package's journey; one class per run mode, same methods.
+
+* BASE: a session lives in the worker that accepted it. The owner acts at once; any other process forwards
+  the request over the owner's worker pipe. Queries see the calling worker's own sessions (as in Swoole).
+* PROCESS: a session lives in a reactor thread of the master, and its record in the shared connection
+  table, so queries work from every process. Sends and closes travel to the owning reactor over a worker
+  pipe that this reactor reads (Swoole's ``reactor_id + (session_id % reactor_pipe_num) * reactor_num``).
+
+Actions return 0 or one of Swoole's error codes; the Server turns that into True/False and
 ``get_last_error()``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
 from . import ipc, pipes
 from .constants import ErrorCode, EventType
-
-_NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
+from .dispatch import HASH_MODES, Dispatcher
+from .log import logger
+from .shm import Conn
 
 if TYPE_CHECKING:
     from .server import Server
 
+_NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 
-class BaseFactory:
+
+class _Factory:
     def __init__(self, server: Server) -> None:
         self.server = server
 
+    def _write(self, sock: socket.socket, message: ipc.Message) -> int:
+        """Write a message to a pipe end: through this process's loop if it has one, else blocking."""
+        server = self.server
+        worker = server._worker
+        if worker is not None:
+            message.reactor_id = worker.worker_id
+        datagrams = ipc.encode(message, server._msg_ids())
+        if worker is not None:
+            written = worker.writer_for(sock).write(datagrams)
+        else:
+            written = pipes.send_blocking(sock, datagrams)
+        return 0 if written else ErrorCode.SEND_TO_WORKER_TIMEOUT
+
+    def stop_worker(self, worker_id: int) -> int:
+        return self._write(self.server._pipes.master_ends[worker_id], ipc.Message(EventType.SHUTDOWN))  # type: ignore[union-attr]
+
+
+class BaseFactory(_Factory):
     def send(self, session_id: int, data: bytes) -> int:
         worker = self.server._worker
         if worker is not None:
@@ -35,41 +63,172 @@ class BaseFactory:
         worker = self.server._worker
         if worker is not None:
             code = worker.close(session_id, reset)
-            if code != ErrorCode.SESSION_NOT_EXIST:
+            if code != _NOT_EXIST:
                 return code
         return self._forward(session_id, ipc.Message(EventType.CLOSE_FORWARD, fd=session_id, ext_flags=int(reset)))
 
-    def pause(self, session_id: int) -> int:
-        return self._own_or_forward(session_id, EventType.PAUSE_RECV)
-
-    def resume(self, session_id: int) -> int:
-        return self._own_or_forward(session_id, EventType.RESUME_RECV)
-
-    def stop_worker(self, worker_id: int) -> int:
-        return self._write(worker_id, ipc.Message(EventType.SHUTDOWN))
-
-    def _own_or_forward(self, session_id: int, kind: EventType) -> int:
+    def set_reading(self, session_id: int, reading: bool) -> int:
         worker = self.server._worker
         if worker is not None and session_id in worker.connections:
-            return worker.pause(session_id) if kind == EventType.PAUSE_RECV else worker.resume(session_id)
+            return worker.set_reading(session_id, reading)
+        kind = EventType.RESUME_RECV if reading else EventType.PAUSE_RECV
         return self._forward(session_id, ipc.Message(kind, fd=session_id))
 
     def _forward(self, session_id: int, message: ipc.Message) -> int:
         server = self.server
-        owner = server._shared.session_owner(session_id)
-        if owner < 0 or server._worker is not None and owner == server._worker.worker_id:
-            return ErrorCode.SESSION_NOT_EXIST
-        return self._write(owner, message)
+        owner = server._shared.session_owner(session_id)  # type: ignore[union-attr]
+        if owner < 0 or server._pipes is None or server._worker is not None and owner == server._worker.worker_id:
+            return _NOT_EXIST
+        return self._write(server._pipes.master_ends[owner], message)
 
-    def _write(self, worker_id: int, message: ipc.Message) -> int:
+    # Queries: the calling worker's own sessions ---------------------------------------------------------
+
+    def _conn(self, session_id: int) -> Any:
+        worker = self.server._worker
+        return worker.connections.get(session_id) if worker is not None else None
+
+    def exist(self, session_id: int) -> bool:
+        conn = self._conn(session_id)
+        return conn is not None and not conn.closed
+
+    def client_info(self, session_id: int) -> dict[str, Any] | None:
+        conn = self._conn(session_id)
+        return conn.info() if conn is not None else None
+
+    def live_sessions(self) -> list[tuple[int, int]]:
+        """(socket fd, session id) of every open session visible here."""
+        worker = self.server._worker
+        if worker is None:
+            return []
+        return [(c.socket_fd, c.session_id) for c in worker.connections.values() if not c.closed]
+
+    def bind(self, session_id: int, uid: int) -> int:
+        conn = self._conn(session_id)
+        if conn is None or conn.closed:
+            return _NOT_EXIST
+        if conn.uid:
+            return ErrorCode.INVALID_PARAMS
+        conn.uid = uid
+        return 0
+
+
+class ProcessFactory(_Factory):
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        setting = server.setting
+        self.notify = setting["dispatch_mode"] in HASH_MODES or setting["enable_unsafe_event"]
+        self.hash_mode = setting["dispatch_mode"] in HASH_MODES
+        self.reactor_num: int = setting["reactor_num"]
+        self.reactor_pipe_num = max(1, setting["worker_num"] // self.reactor_num)
+        self.output_limit: int = setting["buffer_output_size"]
+        self.dispatcher = Dispatcher(setting, server._shared, server)  # type: ignore[arg-type]
+        self.table = server._shared.connections  # type: ignore[union-attr]
+        self.ports = {port.fileno: port for port in server.ports}
+
+    def send(self, session_id: int, data: bytes) -> int:
+        base = self.table.find(session_id)
+        if base < 0:
+            return _NOT_EXIST
+        q = self.table.q
+        if q[base + Conn.CLOSED]:
+            return ErrorCode.SESSION_CLOSED
+        if q[base + Conn.PEER_CLOSED]:
+            return ErrorCode.SESSION_CLOSED_BY_CLIENT
+        if len(data) > self.output_limit:
+            logger.warning("send: %d bytes exceed buffer_output_size %d", len(data), self.output_limit)
+            return ErrorCode.DATA_LENGTH_TOO_LARGE
+        if q[base + Conn.OVERFLOW]:
+            return ErrorCode.OUTPUT_BUFFER_OVERFLOW
+        return self.to_reactor(session_id, q[base + Conn.REACTOR_ID],
+                               ipc.Message(EventType.SEND_DATA, session_id, data=data))
+
+    def to_reactor(self, session_id: int, reactor_id: int, message: ipc.Message) -> int:
         server = self.server
-        if server._pipes is None:
-            return ErrorCode.SESSION_NOT_EXIST
-        worker = server._worker
-        message.reactor_id = worker.worker_id if worker is not None else -1
-        datagrams = ipc.encode(message, server._shared.next_msg_id())
-        if worker is not None:
-            written = worker.writer_for(worker_id).write(datagrams)
-        else:
-            written = pipes.send_blocking(server._pipes.master_ends[worker_id], datagrams)
-        return 0 if written else ErrorCode.SEND_TO_WORKER_TIMEOUT
+        master = server._master
+        if master is not None:  # user code in the master: hand it to the reactor thread directly
+            reactor = master.reactors[reactor_id]
+            reactor.call(reactor.handle, message)
+            return 0
+        index = reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
+        return self._write(server._pipes.worker_ends[index], message)  # type: ignore[union-attr]
+
+    def close(self, session_id: int, reset: bool) -> int:
+        base = self.table.find(session_id)
+        if base < 0:
+            return _NOT_EXIST
+        worker = self.server._worker
+        if worker is not None and session_id in worker.closing_sessions:
+            return ErrorCode.SESSION_CLOSING
+        q = self.table.q
+        if q[base + Conn.CLOSED] and not reset:
+            return ErrorCode.SESSION_CLOSED
+        owner = self.dispatcher.owner_of(base, q[base + Conn.SOCKET_FD])
+        if worker is not None and (worker.worker_id == owner or not self.hash_mode):
+            worker.close_session(session_id, base, reset)
+            return 0
+        # Close runs in the worker that owns the session's events; ask it.
+        return self._write(self.server._pipes.master_ends[owner],  # type: ignore[union-attr]
+                           ipc.Message(EventType.CLOSE_FORWARD, session_id, ext_flags=int(reset)))
+
+    def set_reading(self, session_id: int, reading: bool) -> int:
+        base = self.table.find(session_id)
+        if base < 0:
+            return _NOT_EXIST
+        kind = EventType.RESUME_RECV if reading else EventType.PAUSE_RECV
+        return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID], ipc.Message(kind, session_id))
+
+    # Queries: every session of the server, from the shared connection table ------------------------------
+
+    def exist(self, session_id: int) -> bool:
+        base = self.table.find(session_id)
+        q = self.table.q
+        return base >= 0 and not q[base + Conn.CLOSED] and not q[base + Conn.PEER_CLOSED]
+
+    def client_info(self, session_id: int) -> dict[str, Any] | None:
+        table = self.table
+        base = table.find(session_id)
+        if base < 0:
+            return None
+        q, d = table.q, table.d
+        port = self.ports.get(q[base + Conn.SERVER_FD])
+        info: dict[str, Any] = {
+            "server_port": port.port if port is not None else 0,
+            "server_fd": q[base + Conn.SERVER_FD],
+            "socket_fd": q[base + Conn.SOCKET_FD],
+            "socket_type": int(port.base_type) if port is not None else 0,
+            "remote_port": q[base + Conn.REMOTE_PORT],
+            "remote_ip": table.remote_ip(base),
+            "reactor_id": q[base + Conn.REACTOR_ID],
+            "connect_time": int(d[base + Conn.CONNECT_TIME]),
+            "last_time": int(d[base + Conn.LAST_RECV_TIME]),
+            "last_recv_time": d[base + Conn.LAST_RECV_TIME],
+            "last_send_time": d[base + Conn.LAST_SEND_TIME],
+            "last_dispatch_time": d[base + Conn.LAST_DISPATCH_TIME],
+            "close_errno": q[base + Conn.CLOSE_ERRNO],
+            "recv_queued_bytes": max(0, q[base + Conn.RECV_QUEUED_BYTES] - q[base + Conn.RECV_DONE_BYTES]),
+            "send_queued_bytes": q[base + Conn.SEND_QUEUED_BYTES],
+        }
+        if q[base + Conn.UID] or self.dispatcher.mode == 5:
+            info["uid"] = q[base + Conn.UID]
+        if q[base + Conn.WORKER_ID] >= 0 and self.dispatcher.mode == 8:
+            info["worker_id"] = q[base + Conn.WORKER_ID]
+        return info
+
+    def live_sessions(self) -> list[tuple[int, int]]:
+        q = self.table.q
+        live = []
+        for base in range(0, self.table.size * Conn.SIZE, Conn.SIZE):
+            session_id = q[base + Conn.SESSION_ID]
+            if session_id and not q[base + Conn.CLOSED] and not q[base + Conn.PEER_CLOSED] \
+                    and q[base + Conn.SOCKET_FD]:
+                live.append((q[base + Conn.SOCKET_FD], session_id))
+        return live
+
+    def bind(self, session_id: int, uid: int) -> int:
+        base = self.table.find(session_id)
+        if base < 0 or self.table.q[base + Conn.CLOSED]:
+            return _NOT_EXIST
+        if self.table.q[base + Conn.UID]:
+            return ErrorCode.INVALID_PARAMS
+        self.table.q[base + Conn.UID] = uid
+        return 0

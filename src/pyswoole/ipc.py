@@ -28,7 +28,10 @@ __all__ = [
     "IpcError",
     "Message",
     "Reassembler",
+    "MessageIds",
     "encode",
+    "pack_datagram",
+    "unpack_datagram",
 ]
 
 # fd, msg_id, len, reactor_id, type, flags, server_fd, ext_flags, reserved, time.
@@ -205,3 +208,39 @@ class Reassembler:
         message = partial.message
         message.data = bytes(buffer)
         return message
+
+
+# RECV_DGRAM payload: the sender's address travels in front of the datagram (§5.3: socket type, address,
+# length, data): port, address length, address (UTF-8: an IP or a UNIX path), then the data.
+_DGRAM_ADDRESS = struct.Struct("=HH")
+
+
+def pack_datagram(address: str, port: int, data: bytes) -> bytes:
+    raw = address.encode()
+    return _DGRAM_ADDRESS.pack(port, len(raw)) + raw + data
+
+
+def unpack_datagram(payload: bytes) -> tuple[str, int, bytes]:
+    """(address, port, data) of a RECV_DGRAM payload; IpcError if it is cut short."""
+    if len(payload) < _DGRAM_ADDRESS.size:
+        raise IpcError("datagram payload shorter than its address header")
+    port, size = _DGRAM_ADDRESS.unpack_from(payload)
+    end = _DGRAM_ADDRESS.size + size
+    if len(payload) < end:
+        raise IpcError("datagram payload shorter than its address")
+    return payload[_DGRAM_ADDRESS.size:end].decode(errors="replace"), port, payload[end:]
+
+
+class MessageIds:
+    """msg_id source of one sender: unique among the senders of a server without shared state.
+
+    The tag (pid, and thread index for reactor threads) sits above a 32-bit counter.
+    """
+
+    def __init__(self, pid: int, thread: int = 0) -> None:
+        self._next = (pid << 40) | (thread << 32)
+        self.sent = 0
+
+    def __call__(self) -> int:
+        self.sent += 1
+        return self._next + (self.sent & 0xFFFFFFFF)

@@ -19,9 +19,9 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from . import log
-from .constants import WorkerStatus
+from .constants import Mode, WorkerStatus
 from .log import logger
-from .shm import Slot
+from .shm import Global, Slot
 
 if TYPE_CHECKING:
     from .server import Server
@@ -45,6 +45,10 @@ class Manager:
     def run(self) -> None:
         server = self.server
         log.set_role("manager")
+        server._manager_pid = os.getpid()
+        server._shared.globals[Global.MANAGER_PID] = server._manager_pid  # type: ignore[union-attr]
+        # PROCESS mode: the manager is the master's child and must not outlive it.
+        self.master_pid = os.getppid() if server.mode == Mode.PROCESS else 0
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
@@ -55,11 +59,16 @@ class Manager:
                 self.spawn(worker_id)
             server._call_event("manager_start", server)
             while self.running:
+                if self.master_pid and os.getppid() != self.master_pid:
+                    logger.warning("master process is gone, the manager stops")
+                    self.running = False
+                    break
                 self._handle_signals()
                 self._reap()
                 self._respawn_due()
                 self._sleep(wake_read)
-            server._call_event("before_shutdown", server)
+            if server.mode == Mode.BASE:  # PROCESS mode: the master runs it
+                server._call_event("before_shutdown", server)
             self._stop_workers()
             server._call_event("manager_stop", server)
         finally:

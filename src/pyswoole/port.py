@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import stat
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -178,3 +179,23 @@ def _remove_stale_unix_socket(path: str) -> None:
         pass
     finally:
         probe.close()
+
+
+class PortHandlers:
+    """One port's callbacks as a worker calls them, resolved once per worker (the port's own, else the
+    primary port's) so the hot path reads attributes instead of looking names up."""
+
+    __slots__ = ("port", "connect", "receive", "close", "packet", "buffer_full", "buffer_empty", "receive_async")
+
+    def __init__(self, port: Port, primary: Port) -> None:
+        def pick(event: str) -> Callable[..., Any] | None:
+            return port.callbacks.get(event) or primary.callbacks.get(event)
+
+        self.port = port
+        self.connect = pick("connect")
+        self.receive = pick("receive")
+        self.close = pick("close")
+        self.packet = pick("packet")
+        self.buffer_full = pick("buffer_full")
+        self.buffer_empty = pick("buffer_empty")
+        self.receive_async = self.receive is not None and asyncio.iscoroutinefunction(self.receive)

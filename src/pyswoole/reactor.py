@@ -12,13 +12,21 @@ is true while a server-initiated Close callback runs, and the socket is closed o
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .server import Port
+from . import ipc
+from .constants import EventType
+from .dispatch import Dispatcher
+from .log import logger
+from .pipes import PipeWriter, read_datagrams
+from .port import Port, PortHandlers
+from .shm import Conn, Slot
 
 _now = time.time
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -118,6 +126,15 @@ class Connection(asyncio.Protocol):
         else:
             transport.close()
 
+    def set_reading(self, reading: bool) -> None:
+        """pause()/resume(): stop or restart reading from the socket."""
+        if self.paused == reading and self.transport is not None:
+            self.paused = not reading
+            if reading:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
     def send_queued_bytes(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
@@ -145,3 +162,251 @@ class Connection(asyncio.Protocol):
         if self.uid:
             info["uid"] = self.uid
         return info
+
+
+class ReactorConnection(Connection):
+    """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
+
+    __slots__ = ("base", "table_d", "slot", "full")
+
+    def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
+                 base: int) -> None:
+        super().__init__(reactor, port, handlers, reactor.reactor_id)
+        self.session_id = session_id
+        self.base = base
+        self.table_d = reactor.table.d
+        self.slot = reactor.slot
+        self.full = False  # above the high watermark: BufferFull was sent
+
+    def data_received(self, data: bytes) -> None:
+        now = _now()
+        self.last_recv_time = now
+        self.table_d[self.base + Conn.LAST_RECV_TIME] = now
+        self.slot[Slot.RECV_BYTES] += len(data)
+        self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.reactor.buffer_event(self, EventType.BUFFER_FULL)  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.reactor.buffer_event(self, EventType.BUFFER_EMPTY)  # type: ignore[attr-defined]
+
+
+class ReactorThread:
+    """One reactor thread of the master: an event loop owning the connections with ``fd % reactor_num == id``,
+    the UDP ports likewise, and the master ends of the worker pipes with ``worker_id % reactor_num == id``.
+
+    Everything here runs in the thread's own loop; other threads reach it with ``call_soon_threadsafe``.
+    """
+
+    def __init__(self, server: Any, reactor_id: int, handlers: dict[int, PortHandlers]) -> None:
+        self.server = server
+        self.reactor_id = reactor_id
+        setting = server.setting
+        self.reactor_num: int = setting["reactor_num"]
+        self.worker_num: int = setting["worker_num"]
+        self.shared = server._shared
+        self.table = self.shared.connections
+        self.slot = self.shared.reactor_slot(reactor_id)
+        self.handlers = handlers
+        self.dispatcher = Dispatcher(setting, self.shared, server)
+        self.buffer_limit: int = setting["socket_buffer_size"]
+        self.high_watermark = setting["buffer_high_watermark"] or self.buffer_limit * 4 // 5
+        self.low_watermark = setting["buffer_low_watermark"]
+        self.delay_receive: bool = setting["enable_delay_receive"]
+        self.connections: dict[int, ReactorConnection] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = threading.Event()
+        self._writers: dict[int, PipeWriter] = {}
+        self._reassembler = ipc.Reassembler()
+        self._msg_ids = ipc.MessageIds(os.getpid(), reactor_id + 1)
+        self._closing = False
+        self.thread = threading.Thread(target=self._run, name=f"reactor {reactor_id}", daemon=True)
+
+    # Thread ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        server = self.server
+        loop = self.loop = server._new_loop()
+        asyncio.set_event_loop(loop)
+        pipes = server._pipes
+        for worker_id in range(self.worker_num):
+            if worker_id % self.reactor_num == self.reactor_id:
+                master_end = pipes.master_ends[worker_id]
+                loop.add_reader(master_end.fileno(), self._read_pipe, master_end)
+        for port in server.ports:
+            if not port.is_stream and port.fileno % self.reactor_num == self.reactor_id:
+                loop.add_reader(port.fileno, self._read_datagrams, port)
+        self.ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` in this reactor's thread."""
+        self.loop.call_soon_threadsafe(callback, *args)  # type: ignore[union-attr]
+
+    # Connections ----------------------------------------------------------------------------------------
+
+    def adopt(self, sock: socket.socket, port: Port, session_id: int, base: int) -> None:
+        """Take over a connection the master accepted (runs in this thread)."""
+        conn = ReactorConnection(self, port, self.handlers[port.fileno], session_id, base)
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: conn, sock))  # type: ignore[union-attr]
+
+        def adopted(task: asyncio.Task[Any]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                logger.warning("could not adopt connection %d: %s", session_id, task.exception())
+                sock.close()
+                self._release(conn)
+
+        task.add_done_callback(adopted)
+
+    def on_connect(self, conn: Connection) -> None:
+        assert isinstance(conn, ReactorConnection)
+        self.connections[conn.session_id] = conn
+        conn.transport.set_write_buffer_limits(high=self.high_watermark, low=self.low_watermark)  # type: ignore[union-attr]
+        conn.writable = True
+        if self._closing:
+            conn.shut(reset=False)
+            return
+        if self.delay_receive:
+            conn.set_reading(False)
+        if self.dispatcher.notify and conn.handlers.connect is not None:
+            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
+                            ipc.Message(EventType.CONNECT, conn.session_id, self.reactor_id, conn.port.fileno,
+                                        time=conn.connect_time))
+
+    def dispatch(self, conn: ReactorConnection, data: bytes, now: float) -> None:
+        worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
+        if worker_id < 0:
+            return
+        self.table.d[conn.base + Conn.LAST_DISPATCH_TIME] = now
+        self.table.q[conn.base + Conn.RECV_QUEUED_BYTES] += len(data)
+        self.slot[Slot.DISPATCH] += 1
+        self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
+                                               conn.port.fileno, 0, now, data))
+
+    def buffer_event(self, conn: ReactorConnection, kind: EventType) -> None:
+        full = kind == EventType.BUFFER_FULL
+        if full == conn.full:
+            return
+        conn.full = full
+        callback = conn.handlers.buffer_full if full else conn.handlers.buffer_empty
+        if self.dispatcher.notify and callback is not None:
+            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
+                            ipc.Message(kind, conn.session_id, self.reactor_id, conn.port.fileno))
+
+    def on_disconnect(self, conn: Connection, exc: Exception | None) -> None:
+        assert isinstance(conn, ReactorConnection)
+        q = self.table.q
+        if q[conn.base + Conn.SESSION_ID] == conn.session_id:
+            q[conn.base + Conn.CLOSE_ERRNO] = conn.close_errno
+        if conn.closed or q[conn.base + Conn.CLOSED]:
+            self._release(conn)  # the server closed it: its Close callback ran in the worker already
+            return
+        conn.mark_closed(by_peer=True)
+        q[conn.base + Conn.PEER_CLOSED] = 1
+        if self.dispatcher.notify and conn.handlers.close is not None and not self._closing:
+            # The record stays until the worker answers, so that get_client_info works inside Close.
+            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
+                            ipc.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
+        else:
+            self._release(conn)
+
+    def _release(self, conn: ReactorConnection) -> None:
+        if self.connections.pop(conn.session_id, None) is None and conn.transport is not None:
+            return
+        self.dispatcher.release(conn.base)
+        self.table.release(conn.session_id)
+        self.slot[Slot.CLOSE] += 1
+        self.slot[Slot.CONNECTION_NUM] -= 1
+
+    # Pipes ----------------------------------------------------------------------------------------------
+
+    def _to_worker(self, worker_id: int, message: ipc.Message) -> None:
+        writer = self._writers.get(worker_id)
+        if writer is None:
+            sock = self.server._pipes.master_ends[worker_id]
+            writer = self._writers[worker_id] = PipeWriter(self.loop, sock)  # type: ignore[arg-type]
+        if not writer.write(ipc.encode(message, self._msg_ids())):
+            logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id,
+                           message.type, message.fd)
+
+    def _read_pipe(self, sock: socket.socket) -> None:
+        for message in read_datagrams(sock, self._reassembler):
+            self.handle(message)
+
+    def handle(self, message: ipc.Message) -> None:
+        """A request from a worker (or from user code in the master) about one of this reactor's sessions."""
+        kind = message.type
+        conn = self.connections.get(message.fd)
+        if kind == EventType.SEND_DATA:
+            if conn is not None and not conn.closed:
+                self.write(conn, message.data)
+        elif kind == EventType.CLOSE:
+            if conn is not None:
+                if conn.peer_closed:
+                    self._release(conn)  # the worker's answer to our CLOSE: its Close callback is over
+                else:
+                    conn.mark_closed(by_peer=False)
+                    conn.shut(reset=bool(message.ext_flags))
+        elif kind in (EventType.PAUSE_RECV, EventType.RESUME_RECV):
+            if conn is not None and not conn.closed:
+                conn.set_reading(kind == EventType.RESUME_RECV)
+        else:
+            logger.warning("unexpected message type %d from a worker", kind)
+
+    def write(self, conn: ReactorConnection, data: bytes) -> None:
+        conn.write(data)
+        self.table.d[conn.base + Conn.LAST_SEND_TIME] = conn.last_send_time
+        if conn.full and conn.send_queued_bytes() >= self.buffer_limit:
+            self.table.q[conn.base + Conn.OVERFLOW] = 1
+            logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)
+
+    def _read_datagrams(self, port: Port) -> None:
+        sock = port.sock
+        for _ in range(64):
+            try:
+                data, address = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("recvfrom on port %s failed: %s", port.port, exc)
+                return
+            host, remote_port = (address[0], address[1]) if isinstance(address, tuple) else (address or "", 0)
+            self.slot[Slot.RECV_BYTES] += len(data)
+            worker_id = self.dispatcher.worker_for_datagram(host)
+            if worker_id < 0:
+                continue
+            self.slot[Slot.DISPATCH] += 1
+            self._to_worker(worker_id, ipc.Message(EventType.RECV_DGRAM, 0, self.reactor_id, port.fileno, 0,
+                                                   _now(), ipc.pack_datagram(host, remote_port, data)))
+
+    # Shutdown -------------------------------------------------------------------------------------------
+
+    def shutdown(self, done: threading.Event) -> None:
+        """Stop reading, flush and close every connection (workers are not told), then end the loop."""
+        self._closing = True
+        loop = self.loop
+        assert loop is not None
+        for conn in list(self.connections.values()):
+            conn.mark_closed(by_peer=False)
+            conn.shut(reset=False)
+        deadline = loop.time() + self.server.setting["max_wait_time"]
+
+        def wait() -> None:
+            if self.connections and loop.time() < deadline:
+                loop.call_later(0.01, wait)
+                return
+            for conn in list(self.connections.values()):
+                conn.shut(reset=True)
+            loop.stop()
+            done.set()
+
+        wait()

@@ -11,21 +11,25 @@ import asyncio
 import errno
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import log
+from . import ipc, log
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
-from .factory import BaseFactory
+from .dispatch import HASH_MODES
+from .factory import BaseFactory, ProcessFactory
 from .log import logger
 from .loop import new_event_loop
 from .manager import Manager
+from .master import Master
 from .pipes import WorkerPipes
 from .port import Port, event_key, port_event_name
 from .shm import Global, SharedState, Slot
+from .timers import Timers
 from .worker import EventWorker
 
 SERVER_EVENTS = (
@@ -62,10 +66,14 @@ class Server:
         self._shared: SharedState | None = None
         self._pipes: WorkerPipes | None = None
         self._worker: EventWorker | None = None
+        self._master: Master | None = None
+        self._timers: Timers | None = None
+        self._msg_id_source: ipc.MessageIds | None = None
+        self._msg_id_pid = 0
         self._local_connections: dict[int, Any] = {}
         self._manager_pid = 0
         self._last_error = 0
-        self._factory = BaseFactory(self)
+        self._factory: BaseFactory | ProcessFactory = BaseFactory(self)
         self.worker_id = -1
         self.worker_pid = 0
         self.taskworker = False
@@ -136,19 +144,12 @@ class Server:
         self._started = True
         self.setting = setting
         for port in self.ports:
-            port.listen(setting["backlog"], setting["enable_reuse_port"])
-        worker_num = setting["worker_num"]
-        self._shared = shared = SharedState(worker_num)
-        single = worker_num == 1 and setting["max_request"] == 0
+            port.listen(setting["backlog"], setting["enable_reuse_port"] and self.mode == Mode.BASE)
         try:
-            if single:
-                shared.globals[Global.MASTER_PID] = os.getpid()
-                self._run_worker(0)
+            if self.mode == Mode.PROCESS:
+                self._start_process_mode()
             else:
-                self._pipes = WorkerPipes(worker_num)
-                self._manager_pid = os.getpid()
-                shared.globals[Global.MANAGER_PID] = self._manager_pid
-                Manager(self).run()
+                self._start_base_mode()
             self._call_event("shutdown", self)
         finally:
             self._started = False
@@ -159,10 +160,58 @@ class Server:
                 self._pipes.close()
         return True
 
+    def _start_base_mode(self) -> None:
+        """One process that is master and worker 0, or this process becomes the manager of the workers."""
+        setting = self.setting
+        worker_num = setting["worker_num"]
+        self._shared = shared = SharedState(worker_num)
+        if worker_num == 1 and setting["max_request"] == 0:
+            shared.globals[Global.MASTER_PID] = os.getpid()
+            self._run_worker(0)
+            return
+        self._pipes = WorkerPipes(worker_num)
+        Manager(self).run()
+
+    def _start_process_mode(self) -> None:
+        """Fork the manager first (no thread may exist at a fork), then run the master's threads here."""
+        setting = self.setting
+        worker_num = setting["worker_num"]
+        self._shared = SharedState(worker_num, setting["reactor_num"], setting["max_connection"])
+        self._pipes = WorkerPipes(worker_num)
+        self._factory = ProcessFactory(self)
+        self._drop_unsafe_events()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        manager_pid = os.fork()
+        if manager_pid == 0:
+            code = 0
+            try:
+                Manager(self).run()
+            except BaseException:
+                logger.exception("manager failed")
+                code = 255
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self._manager_pid = manager_pid
+        self._shared.globals[Global.MANAGER_PID] = manager_pid
+        Master(self, manager_pid).run()
+
+    def _drop_unsafe_events(self) -> None:
+        """Only the hash dispatch modes keep a connection's events in one worker; elsewhere Connect, Close and
+        the buffer events could run concurrently in several workers, so Swoole drops them (with a warning)."""
+        mode = self.setting["dispatch_mode"]
+        if mode in HASH_MODES or self.setting["enable_unsafe_event"]:
+            return
+        for port in self.ports:
+            for event in ("connect", "close", "buffer_full", "buffer_empty"):
+                if port.callbacks.pop(event, None) is not None:
+                    name = "on" + event.title().replace("_", "")
+                    logger.warning("cannot set '%s' event when using dispatch_mode=%d", name, mode)
+
     def _check_start(self, setting: dict[str, Any]) -> None:
         """Refuse, before anything is forked, a start that cannot work."""
-        if self.mode == Mode.PROCESS:
-            raise ServerError("PROCESS mode is not available in this version; use Mode.BASE")
         if setting["task_worker_num"] > 0:
             if "task" not in self._callbacks:
                 raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
@@ -181,24 +230,40 @@ class Server:
         """Serve as event worker ``worker_id`` in this process (the forked child, or the only process)."""
         shared = self._shared
         assert shared is not None
-        with shared.locked():
-            start_callback = not shared.globals[Global.ONSTART_CALLED]
-            if worker_id == 0:
+        start_callback = False
+        if self.mode == Mode.BASE and worker_id == 0:  # PROCESS mode: Start runs in the master
+            with shared.locked():
+                start_callback = not shared.globals[Global.ONSTART_CALLED]
                 shared.globals[Global.ONSTART_CALLED] = 1
-            else:
-                start_callback = False
         EventWorker(self, worker_id).run(start_callback)
 
     def _enter_worker(self, worker: EventWorker) -> None:
         self._worker = worker
+        self._timers = worker.timers
         self._local_connections = worker.connections
         self.worker_id = worker.worker_id
         self.worker_pid = os.getpid()
 
     def _leave_worker(self) -> None:
         self._worker = None
+        self._timers = None
         self._local_connections = {}
         self.worker_id = -1
+
+    def _enter_master(self, master: Master) -> None:
+        self._master = master
+        self._timers = master.timers
+
+    def _leave_master(self) -> None:
+        self._master = None
+        self._timers = None
+
+    def _msg_ids(self) -> int:
+        """A msg_id for an IPC message sent by this process."""
+        pid = os.getpid()
+        if self._msg_id_source is None or self._msg_id_pid != pid:
+            self._msg_id_source, self._msg_id_pid = ipc.MessageIds(pid), pid
+        return self._msg_id_source()
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(self.setting["event_loop"])
@@ -248,7 +313,13 @@ class Server:
         if not self._started:
             return self._fail(ErrorCode.SERVER_NOT_RUNNING)
         code = self._factory.send(fd, data)
-        return self._fail(code) if code else True
+        if code:
+            return self._fail(code)
+        worker = self._worker
+        if worker is not None:
+            worker.slot[_RESPONSE] += 1
+            worker.slot[_SEND_BYTES] += len(data)
+        return True
 
     def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
         """Send a datagram from a UDP or UNIX-dgram listening socket."""
@@ -279,28 +350,28 @@ class Server:
         return self._fail(code) if code else True
 
     def pause(self, fd: int) -> bool:
-        code = self._factory.pause(fd) if self._started else ErrorCode.SERVER_NOT_RUNNING
+        """Stop reading from a connection (its data waits in the kernel) until ``resume``."""
+        code = self._factory.set_reading(fd, False) if self._started else ErrorCode.SERVER_NOT_RUNNING
         return self._fail(code) if code else True
 
     def resume(self, fd: int) -> bool:
-        code = self._factory.resume(fd) if self._started else ErrorCode.SERVER_NOT_RUNNING
+        code = self._factory.set_reading(fd, True) if self._started else ErrorCode.SERVER_NOT_RUNNING
         return self._fail(code) if code else True
 
+    confirm = resume
+
     def exist(self, fd: int) -> bool:
-        """True if ``fd`` is an open session of this worker (BASE mode sees only its own, as Swoole)."""
-        worker = self._worker
-        conn = worker.connections.get(fd) if worker is not None else None
-        return conn is not None and not conn.closed
+        """True if ``fd`` is an open session (BASE mode sees only the calling worker's, as Swoole)."""
+        return self._started and self._factory.exist(fd)
 
     exists = exist
 
     def get_client_info(self, fd: int, reactor_id: int = -1, ignore_error: bool = False) -> dict[str, Any] | None:
-        worker = self._worker
-        conn = worker.connections.get(fd) if worker is not None else None
-        if conn is None:
+        """Swoole's connection info; it still answers inside the session's Close callback."""
+        info = self._factory.client_info(fd) if self._started else None
+        if info is None:
             self._last_error = ErrorCode.SESSION_NOT_EXIST
-            return None
-        return conn.info()
+        return info
 
     getClientInfo = get_client_info
 
@@ -309,60 +380,46 @@ class Server:
         if page_size > CLIENT_LIST_MAX or page_size < 1:
             logger.warning("get_client_list: page_size must be 1..%d", CLIENT_LIST_MAX)
             return None
-        worker = self._worker
-        if worker is None:
+        if not self._started:
             return None
-        conns = sorted((c for c in worker.connections.values() if not c.closed), key=lambda c: c.socket_fd)
+        live = sorted(self._factory.live_sessions())
         after = -1
         if start_fd:
-            start = worker.connections.get(start_fd)
-            if start is None or start.closed:
+            found = [socket_fd for socket_fd, session_id in live if session_id == start_fd]
+            if not found:
                 return None
-            after = start.socket_fd
-        return [c.session_id for c in conns if c.socket_fd > after][:page_size]
+            after = found[0]
+        return [session_id for socket_fd, session_id in live if socket_fd > after][:page_size]
 
     @property
     def connections(self) -> list[int]:
-        """Open sessions of this worker, in socket-fd order."""
-        worker = self._worker
-        if worker is None:
-            return []
-        conns = sorted((c for c in worker.connections.values() if not c.closed), key=lambda c: c.socket_fd)
-        return [c.session_id for c in conns]
+        """Open sessions in socket-fd order: all of them in PROCESS mode, the worker's own in BASE mode."""
+        return [session_id for _, session_id in sorted(self._factory.live_sessions())] if self._started else []
 
     def bind(self, fd: int, uid: int) -> bool:
         """Attach a uid to a session (for dispatch_mode 5); refused once it has a non-zero uid."""
         if not -(2**31) <= uid <= 2**32 - 1:
             logger.warning("bind: uid %d out of range", uid)
             return self._fail(ErrorCode.INVALID_PARAMS)
-        worker = self._worker
-        conn = worker.connections.get(fd) if worker is not None else None
-        if conn is None or conn.closed:
-            return self._fail(ErrorCode.SESSION_NOT_EXIST)
-        if conn.uid:
-            return False
-        conn.uid = uid
-        return True
+        code = self._factory.bind(fd, uid) if self._started else ErrorCode.SERVER_NOT_RUNNING
+        return self._fail(code) if code else True
 
     # Timers ---------------------------------------------------------------------------------------------
 
     def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
         """Call ``callback(timer_id, *args)`` every ``ms`` milliseconds in this process."""
-        worker = self._worker
-        if worker is None or worker.timers is None:
+        if self._timers is None:
             return self._fail(ErrorCode.SERVER_NOT_RUNNING)
-        return worker.timers.tick(ms, callback, args)
+        return self._timers.tick(ms, callback, args)
 
     def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
         """Call ``callback(*args)`` once, ``ms`` milliseconds from now, in this process."""
-        worker = self._worker
-        if worker is None or worker.timers is None:
+        if self._timers is None:
             return self._fail(ErrorCode.SERVER_NOT_RUNNING)
-        return worker.timers.after(ms, callback, args)
+        return self._timers.after(ms, callback, args)
 
     def clear_timer(self, timer_id: int) -> bool:
-        worker = self._worker
-        return worker is not None and worker.timers is not None and worker.timers.clear(timer_id)
+        return self._timers is not None and self._timers.clear(timer_id)
 
     # Life cycle -----------------------------------------------------------------------------------------
 
@@ -436,40 +493,45 @@ class Server:
             return {}
         setting = self.setting
         worker_num = setting["worker_num"]
+        # Connection counters live where the sockets are: in the workers (BASE) or reactor threads (PROCESS).
+        io_rows = (worker_num, setting["reactor_num"]) if self.mode == Mode.PROCESS else (0, worker_num)
 
-        def total(field: int) -> int:
-            return shared.sum_field(field, worker_num)
+        def io_total(field: int) -> int:
+            return shared.sum_field(field, *io_rows)
 
+        def worker_total(field: int) -> int:
+            return shared.sum_field(field, 0, worker_num)
+
+        socket_fds = [socket_fd for socket_fd, _ in self._factory.live_sessions()]
         worker = self._worker
-        fds = [c.socket_fd for c in worker.connections.values()] if worker is not None else []
         stats: dict[str, Any] = {
             "start_time": shared.globals[Global.START_TIME_US] // 1_000_000,
-            "connection_num": total(Slot.CONNECTION_NUM),
-            "abort_count": total(Slot.ABORT),
-            "accept_count": total(Slot.ACCEPT),
-            "close_count": total(Slot.CLOSE),
+            "connection_num": io_total(Slot.CONNECTION_NUM),
+            "abort_count": io_total(Slot.ABORT),
+            "accept_count": io_total(Slot.ACCEPT),
+            "close_count": io_total(Slot.CLOSE),
             "worker_num": worker_num,
             "task_worker_num": setting["task_worker_num"],
             "user_worker_num": 0,
             "idle_worker_num": sum(
                 1 for i in range(worker_num) if shared.slot(i)[Slot.STATUS] == WorkerStatus.IDLE),
-            "dispatch_count": total(Slot.REQUEST) + total(Slot.FAILED),
-            "request_count": total(Slot.REQUEST),
-            "response_count": total(Slot.RESPONSE),
-            "total_recv_bytes": total(Slot.RECV_BYTES),
-            "total_send_bytes": total(Slot.SEND_BYTES),
-            "pipe_packet_msg_id": shared.globals[Global.PIPE_MSG_ID],
+            "dispatch_count": io_total(Slot.DISPATCH),
+            "request_count": worker_total(Slot.REQUEST),
+            "response_count": worker_total(Slot.RESPONSE),
+            "total_recv_bytes": io_total(Slot.RECV_BYTES),
+            "total_send_bytes": worker_total(Slot.SEND_BYTES),
+            "pipe_packet_msg_id": self._msg_id_source.sent if self._msg_id_source is not None else 0,
             "concurrency": 0,
             "session_round": shared.globals[Global.SESSION_ROUND],
-            "min_fd": min(fds, default=0),
-            "max_fd": max(fds, default=0),
+            "min_fd": min(socket_fds, default=0),
+            "max_fd": max(socket_fds, default=0),
         }
         if worker is not None:
             slot = worker.slot
             stats.update(
                 worker_request_count=slot[Slot.REQUEST] - slot[Slot.REQUEST_BASE],
                 worker_response_count=slot[Slot.RESPONSE] - slot[Slot.RESPONSE_BASE],
-                worker_dispatch_count=slot[Slot.REQUEST] - slot[Slot.REQUEST_BASE] + slot[Slot.FAILED] - slot[Slot.FAILED_BASE],
+                worker_dispatch_count=slot[Slot.DISPATCH] - slot[Slot.DISPATCH_BASE],
                 worker_concurrency=worker.coroutine_num,
             )
         stats.update(task_idle_worker_num=0, tasking_num=0, task_count=0,

@@ -1,15 +1,16 @@
-"""Shared memory made before fork: global state, the worker table and the session table.
+"""Shared memory made before fork: global state, the worker table, the session and connection tables.
 
-Every structure is an anonymous shared ``mmap`` seen through a ``memoryview`` cast to int64, with the field
-offsets named below; nothing pickled lives here. Counters that many processes bump are kept per worker slot
-(each slot is written only by its own worker), so the hot path needs no lock; ``stats()`` adds the slots up.
-Only session-id allocation, which must be unique across workers, takes the lock.
+Every structure is an anonymous shared ``mmap`` seen through ``memoryview`` casts (int64, and float64 for
+times), with the field offsets named below; nothing pickled lives here. Counters that many processes bump are
+kept per slot, each slot written only by its own worker or reactor thread, so the hot path needs no lock;
+``stats()`` adds the slots up. Only session-id allocation, which must be unique server-wide, takes the lock.
 """
 
 from __future__ import annotations
 
 import mmap
 import multiprocessing
+import socket
 import time
 from contextlib import AbstractContextManager
 
@@ -24,13 +25,12 @@ class Global:
     SESSION_ROUND = 2
     START_TIME_US = 3
     ONSTART_CALLED = 4
-    PIPE_MSG_ID = 5
     SHUTDOWN = 6
     SIZE = 8
 
 
 class Slot:
-    """Offsets of the int64 fields of one worker's slot in the worker table.
+    """Offsets of the int64 fields of one slot of the worker table (event workers, then reactor threads).
 
     Counters only grow for the life of the server and feed the global ``stats()``; a worker's own counts
     (``worker_request_count``...) are the growth since its incarnation began, read against the ``*_BASE``
@@ -47,29 +47,128 @@ class Slot:
     ABORT = 7
     REQUEST = 8
     RESPONSE = 9
-    FAILED = 10  # callbacks that raised; dispatched = REQUEST + FAILED
+    FAILED = 10  # callbacks that raised
     RECV_BYTES = 11
     SEND_BYTES = 12
     REQUEST_BASE = 13
     RESPONSE_BASE = 14
-    FAILED_BASE = 15
-    SIZE = 16
+    DISPATCH_BASE = 15
+    DISPATCH = 16  # PROCESS: packages a reactor sent to workers, or a worker received from reactors
+    SIZE = 17
+
+
+class Conn:
+    """Offsets of one record of the PROCESS-mode connection table.
+
+    A record is found by session id (``session_id % size``), not by socket fd: the record of a closed
+    connection must outlive its socket until the worker's Close callback is over, while the kernel may already
+    hand the fd number to a new client. Written by the master (accept) and the reactor thread that owns the
+    socket; the worker handling the session sets ``CLOSED``, ``UID`` and reads the rest. Time fields are
+    float64, read through the table's ``d`` view.
+    """
+
+    SESSION_ID = 0  # 0: free
+    REACTOR_ID = 1
+    SERVER_FD = 2
+    SOCKET_FD = 3
+    REMOTE_PORT = 4
+    CLOSED = 5  # a worker closed it (Close ran with reactor_id -1)
+    PEER_CLOSED = 6
+    OVERFLOW = 7
+    UID = 8
+    WORKER_ID = 9  # dispatch_mode 8: the worker the connection sticks to, -1 before its first package
+    CONNECT_TIME = 10
+    LAST_RECV_TIME = 11
+    LAST_SEND_TIME = 12
+    LAST_DISPATCH_TIME = 13
+    CLOSE_ERRNO = 14
+    RECV_QUEUED_BYTES = 15  # bytes the reactor has sent to workers, ever
+    SEND_QUEUED_BYTES = 16
+    REMOTE_FAMILY = 17
+    REMOTE_ADDRESS = 18  # 16 bytes: two int64 fields
+    RECV_DONE_BYTES = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
+    SIZE = 21
+
+
+def _shared_area(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, max(size, 8), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+
+
+class ConnectionTable:
+    """PROCESS mode's connection table: every process can see every connection."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._area = _shared_area(size * Conn.SIZE * 8)
+        self.q = memoryview(self._area).cast("q")
+        self.d = memoryview(self._area).cast("d")
+        self._raw = memoryview(self._area)
+
+    def base_of(self, session_id: int) -> int:
+        return (session_id % self.size) * Conn.SIZE
+
+    def open(self, session_id: int, socket_fd: int, reactor_id: int, server_fd: int, remote: object) -> int:
+        """Fill the record of a session the allocator reserved."""
+        base = self.base_of(session_id)
+        q = self.q
+        q[base:base + Conn.SIZE] = memoryview(bytes(Conn.SIZE * 8)).cast("q")
+        q[base + Conn.REACTOR_ID] = reactor_id
+        q[base + Conn.SERVER_FD] = server_fd
+        q[base + Conn.SOCKET_FD] = socket_fd
+        q[base + Conn.WORKER_ID] = -1
+        self.d[base + Conn.CONNECT_TIME] = time.time()
+        if isinstance(remote, tuple):
+            family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+            packed = socket.inet_pton(family, remote[0])
+            q[base + Conn.REMOTE_FAMILY] = family
+            q[base + Conn.REMOTE_PORT] = remote[1]
+            start = (base + Conn.REMOTE_ADDRESS) * 8
+            self._raw[start:start + len(packed)] = packed
+        q[base + Conn.SESSION_ID] = session_id  # last: the record is valid from here on
+        return base
+
+    def remote_ip(self, base: int) -> str:
+        family = self.q[base + Conn.REMOTE_FAMILY]
+        if not family:
+            return ""
+        start = (base + Conn.REMOTE_ADDRESS) * 8
+        size = 4 if family == socket.AF_INET else 16
+        return socket.inet_ntop(family, bytes(self._raw[start:start + size]))
+
+    def find(self, session_id: int) -> int:
+        """The record of a live session, or -1."""
+        if session_id <= 0:
+            return -1
+        base = (session_id % self.size) * Conn.SIZE
+        return base if self.q[base + Conn.SESSION_ID] == session_id else -1
+
+    def release(self, session_id: int) -> None:
+        base = self.base_of(session_id)
+        if self.q[base + Conn.SESSION_ID] == session_id:
+            self.q[base + Conn.SESSION_ID] = 0
 
 
 def _int64_array(count: int) -> memoryview:
-    area = mmap.mmap(-1, count * 8, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
-    return memoryview(area).cast("q")
+    return memoryview(_shared_area(count * 8)).cast("q")
 
 
 class SharedState:
-    """Everything the processes of one server share; build it before the first fork."""
+    """Everything the processes of one server share; build it before the first fork.
 
-    def __init__(self, worker_slots: int) -> None:
+    ``worker_slots`` rows for the event workers come first in the worker table, then ``reactor_slots`` rows
+    for PROCESS mode's reactor threads. BASE mode keeps the session table: a session's owner is a worker,
+    stored with the worker's incarnation so that the sessions of a dead worker read as gone without anyone
+    scanning the table. PROCESS mode keeps its sessions in the shared connection table instead.
+    """
+
+    def __init__(self, worker_slots: int, reactor_slots: int = 0, max_connection: int = 0) -> None:
         self.worker_slots = worker_slots
+        self.reactor_slots = reactor_slots
         self.globals = _int64_array(Global.SIZE)
-        self.workers = _int64_array(max(worker_slots, 1) * Slot.SIZE)
-        # Per slot: session id, owner worker id. Pages are touched only as sessions use them.
-        self.sessions = _int64_array(SESSION_SLOTS * 2)
+        self.workers = _int64_array((worker_slots + reactor_slots) * Slot.SIZE)
+        self.connections = ConnectionTable(max_connection) if max_connection else None
+        # Pages are touched only as sessions use them.
+        self.sessions = _int64_array(SESSION_SLOTS * 2 if self.connections is None else 1)
         self._lock = multiprocessing.get_context("fork").Lock()
         self.globals[Global.START_TIME_US] = int(time.time() * 1_000_000)
 
@@ -78,48 +177,67 @@ class SharedState:
         base = worker_id * Slot.SIZE
         return self.workers[base:base + Slot.SIZE]
 
+    def reactor_slot(self, reactor_id: int) -> memoryview:
+        return self.slot(self.worker_slots + reactor_id)
+
     def begin_incarnation(self, worker_id: int, pid: int, status: int) -> None:
         slot = self.slot(worker_id)
         slot[Slot.REQUEST_BASE] = slot[Slot.REQUEST]
         slot[Slot.RESPONSE_BASE] = slot[Slot.RESPONSE]
-        slot[Slot.FAILED_BASE] = slot[Slot.FAILED]
+        slot[Slot.DISPATCH_BASE] = slot[Slot.DISPATCH]
         slot[Slot.CONNECTION_NUM] = 0
         slot[Slot.PID] = pid
         slot[Slot.STATUS] = status
         slot[Slot.START_TIME_US] = int(time.time() * 1_000_000)
         slot[Slot.INCARNATION] += 1
 
-    def sum_field(self, field: int, count: int | None = None) -> int:
-        slots = self.worker_slots if count is None else count
-        return sum(self.workers[i * Slot.SIZE + field] for i in range(slots))
+    def sum_field(self, field: int, first: int, count: int) -> int:
+        workers = self.workers
+        return sum(workers[i * Slot.SIZE + field] for i in range(first, first + count))
 
     def locked(self) -> AbstractContextManager[bool]:
         return self._lock
 
     # Sessions -------------------------------------------------------------------------------------------
 
-    def allocate_session(self, owner: int) -> int:
-        """A new session id, unique for the life of the server, recorded as owned by worker ``owner``."""
-        sessions, globals_ = self.sessions, self.globals
-        # The owner's incarnation is stored with it, so that the sessions of a dead worker read as gone
-        # without anyone scanning the table.
-        owner_key = self.workers[owner * Slot.SIZE + Slot.INCARNATION] << 16 | owner
+    def worker_owner_key(self, worker_id: int) -> int:
+        return self.workers[worker_id * Slot.SIZE + Slot.INCARNATION] << 16 | worker_id
+
+    def allocate_session(self, owner: int = 0) -> int:
+        """A new session id, unique for the life of the server; -1 when every connection slot is taken.
+
+        BASE mode records ``owner`` (a worker's owner key) in the session table; PROCESS mode reserves the
+        session's record in the connection table.
+        """
+        globals_ = self.globals
+        table = self.connections
         with self._lock:
             session_id = globals_[Global.SESSION_ROUND] + 1
-            while sessions[(session_id % SESSION_SLOTS) * 2] and self._alive(sessions[(session_id % SESSION_SLOTS) * 2 + 1]):
-                session_id += 1
+            if table is None:
+                sessions = self.sessions
+                while True:
+                    index = (session_id % SESSION_SLOTS) * 2
+                    if not sessions[index] or not self._alive(sessions[index + 1]):
+                        break
+                    session_id += 1
+                sessions[index + 1] = owner
+                sessions[index] = session_id
+            else:
+                for _ in range(table.size):
+                    base = table.base_of(session_id)
+                    if not table.q[base + Conn.SESSION_ID]:
+                        break
+                    session_id += 1
+                else:
+                    return -1
+                table.q[base + Conn.SESSION_ID] = session_id
             globals_[Global.SESSION_ROUND] = session_id
-            index = (session_id % SESSION_SLOTS) * 2
-            sessions[index] = session_id
-            sessions[index + 1] = owner_key
         return session_id
 
     def session_owner(self, session_id: int) -> int:
-        """The worker id owning a live session, or -1."""
-        if session_id <= 0:
-            return -1
+        """BASE mode: the worker id owning a live session, or -1."""
         index = (session_id % SESSION_SLOTS) * 2
-        if self.sessions[index] != session_id:
+        if session_id <= 0 or self.sessions[index] != session_id:
             return -1
         owner_key = self.sessions[index + 1]
         return owner_key & 0xFFFF if self._alive(owner_key) else -1
@@ -131,8 +249,3 @@ class SharedState:
         index = (session_id % SESSION_SLOTS) * 2
         if self.sessions[index] == session_id:
             self.sessions[index] = 0
-
-    def next_msg_id(self) -> int:
-        with self._lock:
-            self.globals[Global.PIPE_MSG_ID] += 1
-            return self.globals[Global.PIPE_MSG_ID]

@@ -1,12 +1,15 @@
-"""An event worker: its own event loop, its connections, and the user's callbacks (BASE mode).
+"""An event worker: its own event loop and the user's callbacks, in either run mode.
 
-In BASE mode the worker is its own reactor: it accepts on every listening socket, reads, runs Receive inline
-and writes replies itself. Messages from other processes (a send or close for one of its sessions, a stop
-request) arrive on its worker pipe.
+BASE mode: the worker is its own reactor. It accepts on every listening socket, reads, runs Receive inline
+and writes replies itself; its worker pipe brings sends and closes that other processes forward for its
+sessions, and stop requests.
 
-Life of one incarnation: WorkerStart -> serve -> (SIGTERM, shutdown() or stop()) -> stop accepting -> every
-open connection gets Close (reactor_id -1) -> pending coroutines finish or ``max_wait_time`` passes ->
-WorkerStop -> exit.
+PROCESS mode: the worker owns no socket. Its pipe brings the reactor threads' events (data, datagrams,
+connect, close, buffer full/empty); what it sends goes back through the factory to the owning reactor.
+
+Life of one incarnation: WorkerStart -> serve -> (SIGTERM, shutdown() or stop()) -> stop accepting -> (BASE:
+every open connection gets Close with reactor_id -1) -> pending coroutines finish or ``max_wait_time``
+passes -> WorkerStop -> exit.
 """
 
 from __future__ import annotations
@@ -20,39 +23,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import ipc, log, pipes
-from .constants import EventType, ErrorCode, WorkerStatus
+from .constants import ErrorCode, EventType, Mode, WorkerStatus
 from .log import logger
+from .port import Port, PortHandlers
 from .reactor import Connection
-from .shm import Global, Slot
+from .shm import Conn, Global, Slot
 from .timers import Timers
 
 if TYPE_CHECKING:
-    from .server import Port, Server
+    from .server import Server
 
 # Plain ints: the hot path compares and indexes with them, and enum members cost several times more.
 _BUSY = int(WorkerStatus.BUSY)
 _IDLE = int(WorkerStatus.IDLE)
 _REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_BYTES, Slot.STATUS
-_RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
+_DISPATCH = Slot.DISPATCH
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _now = time.time
-
-
-class PortHandlers:
-    """One port's callbacks as a worker calls them, resolved once per worker (the port's own, else the
-    primary port's) so the hot path reads attributes instead of looking names up."""
-
-    __slots__ = ("connect", "receive", "close", "packet", "receive_async")
-
-    def __init__(self, port: Port, primary: Port) -> None:
-        def pick(event: str) -> Callable[..., Any] | None:
-            return port.callbacks.get(event) or primary.callbacks.get(event)
-
-        self.connect = pick("connect")
-        self.receive = pick("receive")
-        self.close = pick("close")
-        self.packet = pick("packet")
-        self.receive_async = self.receive is not None and asyncio.iscoroutinefunction(self.receive)
 
 
 class WorkerConnection(Connection):
@@ -66,24 +53,11 @@ class WorkerConnection(Connection):
         self.slot = worker.slot
 
     def data_received(self, data: bytes) -> None:
-        # The hot path: kept flat on purpose, every call and lookup here is paid per package.
         self.last_recv_time = self.last_dispatch_time = _now()
         slot = self.slot
         slot[_RECV_BYTES] += len(data)
-        handlers = self.handlers
-        if handlers.receive_async:
-            self.reactor.spawn(handlers.receive(self.server, self.session_id, self.reactor_id, data))  # type: ignore[attr-defined]
-            slot[_REQUEST] += 1
-            return
-        slot[_STATUS] = _BUSY
-        try:
-            handlers.receive(self.server, self.session_id, self.reactor_id, data)
-        except Exception:
-            slot[_FAILED] += 1
-            logger.exception("Receive callback failed (fd=%d)", self.session_id)
-        else:
-            slot[_REQUEST] += 1
-        slot[_STATUS] = _IDLE
+        slot[_DISPATCH] += 1
+        self.reactor.receive(self.handlers, self.session_id, self.reactor_id, data)  # type: ignore[attr-defined]
 
 
 class EventWorker:
@@ -92,7 +66,11 @@ class EventWorker:
         self.worker_id = worker_id
         self.shared = server._shared
         self.slot = self.shared.slot(worker_id)
-        self.connections: dict[int, Connection] = {}
+        self.process_mode = server.mode == Mode.PROCESS
+        self.connections: dict[int, Connection] = {}  # BASE mode: the sessions this worker owns
+        self.closing_sessions: set[int] = set()  # PROCESS mode: sessions whose Close callback is running
+        primary = server.ports[0]
+        self.handlers = {port.fileno: PortHandlers(port, primary) for port in server.ports}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timers: Timers | None = None
         self.stopping = False
@@ -101,6 +79,14 @@ class EventWorker:
         self._dgram_fds: list[int] = []
         self._writers: dict[int, pipes.PipeWriter] = {}
         self._reassembler = ipc.Reassembler()
+        self._on_message = {
+            EventType.RECV_DATA: self._recv_data, EventType.RECV_DGRAM: self._recv_datagram,
+            EventType.CONNECT: self._connect_event, EventType.CLOSE: self._close_event,
+            EventType.BUFFER_FULL: self._buffer_event, EventType.BUFFER_EMPTY: self._buffer_event,
+            EventType.SEND_DATA: self._forwarded_send, EventType.CLOSE_FORWARD: self._forwarded_close,
+            EventType.PAUSE_RECV: self._forwarded_reading, EventType.RESUME_RECV: self._forwarded_reading,
+            EventType.SHUTDOWN: lambda message: self.stop(),
+        }
         self._stopped: asyncio.Future[None] | None = None
         self._buffer_limit = server.setting["socket_buffer_size"]
 
@@ -128,9 +114,8 @@ class EventWorker:
         assert loop is not None
         server = self.server
         self._stopped = loop.create_future()
-        primary = server.ports[0]
-        for port in server.ports:
-            handlers = PortHandlers(port, primary)
+        for port in server.ports if not self.process_mode else ():
+            handlers = self.handlers[port.fileno]
             if port.is_stream:
                 listener = await loop.create_server(
                     lambda port=port, handlers=handlers: WorkerConnection(self, port, handlers),
@@ -146,7 +131,7 @@ class EventWorker:
         self._install_signals()
         if start_callback:
             server._call_event("start", server)
-        if self.worker_id == 0:
+        if self.worker_id == 0 and not self.process_mode:
             self.shared.globals[Global.MASTER_PID] = os.getpid()  # BASE mode: worker 0 stands for the master
         server._call_event("worker_start", server, self.worker_id, fatal=True)
         await self._stopped
@@ -219,7 +204,33 @@ class EventWorker:
 
         task.add_done_callback(done)
 
-    def _call(self, callback: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None = None) -> bool:
+    def receive(self, handlers: PortHandlers, fd: int, reactor_id: int, data: bytes) -> None:
+        """Run Receive for one package. The hot path of both modes: kept flat on purpose."""
+        slot = self.slot
+        if handlers.receive_async:
+            self.spawn(handlers.receive(self.server, fd, reactor_id, data))  # type: ignore[misc]
+            slot[_REQUEST] += 1
+            return
+        slot[_STATUS] = _BUSY
+        try:
+            handlers.receive(self.server, fd, reactor_id, data)  # type: ignore[misc]
+        except Exception:
+            slot[_FAILED] += 1
+            logger.exception("Receive callback failed (fd=%d)", fd)
+        else:
+            slot[_REQUEST] += 1
+        slot[_STATUS] = _IDLE
+
+    def packet(self, handlers: PortHandlers, data: bytes, address: str, port: int) -> None:
+        """Run Packet for one datagram."""
+        slot = self.slot
+        client = {"address": address, "port": port, "server_socket": handlers.port.fileno,
+                  "server_port": handlers.port.port, "dispatch_time": _now()}
+        slot[_STATUS] = _BUSY
+        slot[_REQUEST if self.call(handlers.packet, (self.server, data, client)) else _FAILED] += 1  # type: ignore[arg-type]
+        slot[_STATUS] = _IDLE
+
+    def call(self, callback: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None = None) -> bool:
         """Call a plain or async callback; True if it ran (or was started) without raising."""
         try:
             result = callback(*args)
@@ -238,7 +249,7 @@ class EventWorker:
     # Reactor interface (called by Connection) -----------------------------------------------------------
 
     def on_connect(self, conn: Connection) -> None:
-        conn.session_id = self.shared.allocate_session(self.worker_id)
+        conn.session_id = self.shared.allocate_session(self.shared.worker_owner_key(self.worker_id))
         self.connections[conn.session_id] = conn
         slot = self.slot
         slot[Slot.ACCEPT] += 1
@@ -250,7 +261,7 @@ class EventWorker:
             return
         callback = conn.handlers.connect
         if callback is not None:
-            self._call(callback, (self.server, conn.session_id, conn.reactor_id))
+            self.call(callback, (self.server, conn.session_id, conn.reactor_id))
 
     def on_disconnect(self, conn: Connection, exc: Exception | None) -> None:
         if conn.session_id == 0:
@@ -264,7 +275,7 @@ class EventWorker:
             self._free(conn)
         else:
             # The session stays readable (get_client_info) until Close is over.
-            self._call(callback, (self.server, conn.session_id, conn.reactor_id), lambda: self._free(conn))
+            self.call(callback, (self.server, conn.session_id, conn.reactor_id), lambda: self._free(conn))
 
     def _free(self, conn: Connection) -> None:
         if self.connections.pop(conn.session_id, None) is None:
@@ -276,7 +287,6 @@ class EventWorker:
 
     def _read_datagrams(self, port: Port, handlers: PortHandlers) -> None:
         sock = port.sock
-        slot = self.slot
         for _ in range(64):
             try:
                 data, address = sock.recvfrom(65536)
@@ -285,33 +295,105 @@ class EventWorker:
             except OSError as exc:
                 logger.warning("recvfrom on port %s failed: %s", port.port, exc)
                 return
-            slot[_RECV_BYTES] += len(data)
-            if isinstance(address, tuple):
-                client = {"address": address[0], "port": address[1]}
-            else:
-                client = {"address": address or "", "port": 0}
-            client.update(server_socket=port.fileno, server_port=port.port, dispatch_time=time.time())
-            slot[_STATUS] = _BUSY
-            slot[_REQUEST if self._call(handlers.packet, (self.server, data, client)) else _FAILED] += 1  # type: ignore[arg-type]
-            slot[_STATUS] = _IDLE
+            self.slot[_RECV_BYTES] += len(data)
+            self.slot[_DISPATCH] += 1
+            host, remote_port = (address[0], address[1]) if isinstance(address, tuple) else (address or "", 0)
+            self.packet(handlers, data, host, remote_port)
 
     def _read_pipe(self, sock: socket.socket) -> None:
+        on_message = self._on_message
         for message in pipes.read_datagrams(sock, self._reassembler):
-            kind = message.type
-            if kind == EventType.SEND_DATA:
-                conn = self.connections.get(message.fd)
-                if conn is not None and not conn.closed:
-                    conn.write(message.data)
-            elif kind == EventType.CLOSE_FORWARD:
-                self.close(message.fd, reset=bool(message.ext_flags))
-            elif kind == EventType.PAUSE_RECV:
-                self.pause(message.fd)
-            elif kind == EventType.RESUME_RECV:
-                self.resume(message.fd)
-            elif kind == EventType.SHUTDOWN:
-                self.stop()
+            handler = on_message.get(message.type)
+            if handler is None:
+                logger.warning("unexpected message type %d on worker pipe", message.type)
             else:
-                logger.warning("unexpected message type %d on worker pipe", kind)
+                handler(message)
+
+    # BASE mode: requests other processes forward for this worker's sessions ------------------------------
+
+    def _forwarded_send(self, message: ipc.Message) -> None:
+        conn = self.connections.get(message.fd)
+        if conn is not None and not conn.closed:
+            conn.write(message.data)
+
+    def _forwarded_close(self, message: ipc.Message) -> None:
+        if self.process_mode:
+            self.server._factory.close(message.fd, bool(message.ext_flags))
+        else:
+            self.close(message.fd, reset=bool(message.ext_flags))
+
+    def _forwarded_reading(self, message: ipc.Message) -> None:
+        self.set_reading(message.fd, message.type == EventType.RESUME_RECV)
+
+    # PROCESS mode: events from the reactor threads -------------------------------------------------------
+
+    def _recv_data(self, message: ipc.Message) -> None:
+        table = self.shared.connections
+        base = table.find(message.fd)
+        if base >= 0:
+            table.q[base + Conn.RECV_DONE_BYTES] += len(message.data)
+            if table.q[base + Conn.CLOSED]:
+                return  # closed by the server: what the client sent meanwhile is dropped, as in Swoole
+        self.slot[Slot.DISPATCH] += 1
+        self.receive(self.handlers[message.server_fd], message.fd, message.reactor_id, message.data)
+
+    def _recv_datagram(self, message: ipc.Message) -> None:
+        try:
+            address, port, data = ipc.unpack_datagram(message.data)
+        except ipc.IpcError as exc:
+            logger.warning("malformed datagram event dropped: %s", exc)
+            return
+        self.slot[Slot.DISPATCH] += 1
+        self.packet(self.handlers[message.server_fd], data, address, port)
+
+    def _connect_event(self, message: ipc.Message) -> None:
+        callback = self.handlers[message.server_fd].connect
+        if callback is not None:
+            self.call(callback, (self.server, message.fd, message.reactor_id))
+
+    def _close_event(self, message: ipc.Message) -> None:
+        """The client closed: run Close, then tell the reactor it may free the session."""
+        table = self.shared.connections
+        base = table.find(message.fd)
+        if base < 0 or table.q[base + Conn.CLOSED]:
+            return  # this worker closed it first: Close has run
+        table.q[base + Conn.CLOSED] = 1
+        callback = self.handlers[message.server_fd].close
+        answer = ipc.Message(EventType.CLOSE, message.fd)
+        factory = self.server._factory
+
+        def done() -> None:
+            factory.to_reactor(message.fd, message.reactor_id, answer)
+
+        if callback is None:
+            done()
+        else:
+            self.call(callback, (self.server, message.fd, message.reactor_id), done)
+
+    def _buffer_event(self, message: ipc.Message) -> None:
+        handlers = self.handlers[message.server_fd]
+        callback = handlers.buffer_full if message.type == EventType.BUFFER_FULL else handlers.buffer_empty
+        if callback is not None:
+            self.call(callback, (self.server, message.fd))
+
+    def close_session(self, session_id: int, base: int, reset: bool) -> None:
+        """PROCESS mode: this worker closes a session: Close (reactor_id -1), then the reactor closes it."""
+        table = self.shared.connections
+        table.q[base + Conn.CLOSED] = 1
+        reactor_id = table.q[base + Conn.REACTOR_ID]
+        handlers = self.handlers[table.q[base + Conn.SERVER_FD]]
+        factory = self.server._factory
+        request = ipc.Message(EventType.CLOSE, session_id, ext_flags=int(reset))
+
+        def done() -> None:
+            self.closing_sessions.discard(session_id)
+            factory.to_reactor(session_id, reactor_id, request)
+
+        if handlers.close is None or not factory.notify:
+            done()
+            return
+        self.closing_sessions.add(session_id)
+        self.call(handlers.close, (self.server, session_id, -1), done)
 
     # Operations on this worker's own sessions (the factory routes the rest) ------------------------------
 
@@ -325,9 +407,6 @@ class EventWorker:
         if conn.overflow:
             return ErrorCode.OUTPUT_BUFFER_OVERFLOW
         conn.write(data)
-        slot = self.slot
-        slot[_RESPONSE] += 1
-        slot[_SEND_BYTES] += len(data)
         return 0
 
     def close(self, session_id: int, reset: bool = False) -> int:
@@ -352,32 +431,21 @@ class EventWorker:
             conn.closing = False
             conn.shut(reset)
 
-        self._call(callback, (self.server, session_id, -1), after_close)
+        self.call(callback, (self.server, session_id, -1), after_close)
         return 0
 
-    def pause(self, session_id: int) -> int:
-        return self._set_reading(session_id, False)
-
-    def resume(self, session_id: int) -> int:
-        return self._set_reading(session_id, True)
-
-    def _set_reading(self, session_id: int, reading: bool) -> int:
+    def set_reading(self, session_id: int, reading: bool) -> int:
         conn = self.connections.get(session_id)
         if conn is None or conn.closed:
             return ErrorCode.SESSION_NOT_EXIST
-        if conn.paused == reading:
-            conn.paused = not reading
-            if reading:
-                conn.transport.resume_reading()  # type: ignore[union-attr]
-            else:
-                conn.transport.pause_reading()  # type: ignore[union-attr]
+        conn.set_reading(reading)
         return 0
 
-    def writer_for(self, worker_id: int) -> pipes.PipeWriter:
-        writer = self._writers.get(worker_id)
+    def writer_for(self, sock: socket.socket) -> pipes.PipeWriter:
+        """The non-blocking writer of this worker's loop for one pipe end."""
+        writer = self._writers.get(sock.fileno())
         if writer is None:
-            sock = self.server._pipes.master_ends[worker_id]  # type: ignore[union-attr]
-            writer = self._writers[worker_id] = pipes.PipeWriter(self.loop, sock)  # type: ignore[arg-type]
+            writer = self._writers[sock.fileno()] = pipes.PipeWriter(self.loop, sock)  # type: ignore[arg-type]
         return writer
 
     @property

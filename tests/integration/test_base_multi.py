@@ -63,6 +63,7 @@ def test_the_starting_process_becomes_the_manager_of_forked_workers(start_server
     assert all(w["ppid"] == server.pid for w in workers)
     assert all(w["manager_pid"] == server.pid for w in workers)
     assert manager_start["pid"] == server.pid
+    assert manager_start["worker_id_property"] == -1
     assert sorted(server.children()) == sorted(pids)
 
 
@@ -117,6 +118,16 @@ def test_send_to_another_workers_session_is_forwarded_to_its_owner(start_server,
     assert two.a.recv_exactly(len(b"relayed")) == b"relayed"
 
 
+def test_a_large_send_to_another_workers_session_arrives_intact(start_server, connect):
+    server = start_server(HOLDING, worker_num=2)
+    two = connections_in_two_workers(server, connect)
+    payload = bytes(range(256)) * 4096  # 1 MiB: more than one IPC message
+
+    assert two.b.ask(f"server.send({two.fd_a}, bytes(range(256)) * 4096)") is True
+
+    assert two.a.recv_exactly(len(payload)) == payload
+
+
 def test_close_of_another_workers_session_is_forwarded_to_its_owner(start_server, connect):
     server = start_server(HOLDING, worker_num=2)
     two = connections_in_two_workers(server, connect)
@@ -125,7 +136,7 @@ def test_close_of_another_workers_session_is_forwarded_to_its_owner(start_server
 
     assert two.a.recv_eof() == b""
     close = server.wait_event("close", fd=two.fd_a)
-    assert close["pid"] == two.pid_a
+    assert (close["pid"], close["reactor_id"]) == (two.pid_a, -1)
     assert two.b.request(b"still here") == b"still here"
 
 

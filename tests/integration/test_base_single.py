@@ -152,6 +152,12 @@ def test_client_info_describes_the_connection(start_server, connect):
     assert isinstance(info["socket_fd"], int) and info["socket_fd"] >= 0
     assert isinstance(info["connect_time"], int) and info["connect_time"] > 0
     assert info["last_recv_time"] > 0
+    expected_keys = {
+        "server_port", "server_fd", "socket_fd", "socket_type", "remote_port", "remote_ip",
+        "reactor_id", "connect_time", "last_time", "last_recv_time", "last_send_time",
+        "last_dispatch_time", "close_errno", "recv_queued_bytes", "send_queued_bytes",
+    }
+    assert expected_keys - info.keys() == set()
 
 
 def test_client_info_is_still_available_inside_close(start_server, connect):
@@ -173,6 +179,14 @@ def test_send_to_a_session_that_never_existed_fails_with_session_not_exist(start
     client = connect(server.port)
 
     assert client.ask("[server.send(9999, b'x'), server.get_last_error()]") == [False, 1005]
+
+
+def test_close_of_a_session_that_never_existed_returns_false(start_server, connect):
+    server = start_server(ECHO)
+    client = connect(server.port)
+
+    assert client.ask("server.close(9999)") is False
+    assert client.request(b"unaffected") == b"unaffected"
 
 
 def test_send_to_a_closed_session_fails_with_session_not_exist(start_server, connect):
@@ -217,7 +231,8 @@ def test_client_list_and_connections_name_every_open_session(start_server, conne
 
     assert sorted(clients[0].ask("server.get_client_list()")) == fds
     assert sorted(clients[0].ask("list(server.connections)")) == fds
-    assert len(clients[0].ask("server.get_client_list(0, 2)")) == 2
+    assert clients[0].ask("len(server.get_client_list(0, 2))") == 2
+    assert sorted(clients[0].ask(f"server.get_client_list({fds[1]}, 10)")) == fds[2:]
 
 
 def test_stats_count_connections_requests_and_bytes(start_server, connect):
@@ -237,10 +252,15 @@ def test_stats_count_connections_requests_and_bytes(start_server, connect):
     assert stats["request_count"] >= 3
     assert stats["total_recv_bytes"] >= 12
     assert stats["worker_num"] == 1
-    for key in ("start_time", "abort_count", "task_worker_num", "idle_worker_num", "dispatch_count",
-                "response_count", "total_send_bytes", "session_round", "min_fd", "max_fd",
-                "worker_request_count", "coroutine_num"):
-        assert key in stats, key
+    expected_keys = {
+        "start_time", "connection_num", "abort_count", "accept_count", "close_count", "worker_num",
+        "task_worker_num", "user_worker_num", "idle_worker_num", "dispatch_count", "request_count",
+        "response_count", "total_recv_bytes", "total_send_bytes", "pipe_packet_msg_id",
+        "session_round", "min_fd", "max_fd", "worker_request_count", "worker_dispatch_count",
+        "coroutine_num",
+    }
+    assert expected_keys - stats.keys() == set()
+    assert stats["session_round"] == 2
 
 
 def test_a_large_payload_is_echoed_intact(start_server, connect):

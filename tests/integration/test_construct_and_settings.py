@@ -7,6 +7,7 @@ The start() checks run in a server process: a start() that wrongly succeeded wou
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import pytest
@@ -49,6 +50,28 @@ def test_constructor_raises_server_error_with_eaddrinuse_when_the_port_is_taken(
         occupant.close()
 
     assert caught.value.code == errno.EADDRINUSE
+
+
+def test_constructor_raises_server_error_with_the_errno_for_an_address_not_on_this_host():
+    with pytest.raises(ServerError) as caught:
+        Server("192.0.2.1", 0)  # TEST-NET-1: never a local address
+
+    assert caught.value.code == errno.EADDRNOTAVAIL
+
+
+def test_a_failed_construction_leaks_no_file_descriptor():
+    occupant = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    occupant.bind(("127.0.0.1", 0))
+    occupant.listen()
+    before = len(os.listdir("/proc/self/fd"))
+    try:
+        for _ in range(5):
+            with pytest.raises(ServerError):
+                Server("127.0.0.1", occupant.getsockname()[1])
+    finally:
+        occupant.close()
+
+    assert len(os.listdir("/proc/self/fd")) == before - 1
 
 
 def test_constructor_rejects_a_port_out_of_range_naming_the_port():

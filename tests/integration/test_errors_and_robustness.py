@@ -25,6 +25,7 @@ def test_an_exception_in_a_callback_is_logged_and_the_worker_keeps_serving(
     start_server, connect, event, worker_num
 ):
     server = start_server(RAISING, event=event, worker_num=worker_num)
+    workers = server.wait_events("worker_start", worker_num)
     first = connect(server.port)
     assert first.request(b"one") == b"one"
     assert first.request(b"two") == b"two"
@@ -36,8 +37,40 @@ def test_an_exception_in_a_callback_is_logged_and_the_worker_keeps_serving(
     assert second.request(b"three") == b"three"
     wait_until(lambda: f"raised in {event} on purpose" in server.log())
     assert "Traceback" in server.log()
-    assert len(server.events("worker_start")) == worker_num  # no worker died and was replaced
+    assert server.events("worker_start") == workers  # no worker died and was replaced
     assert server.alive()
+
+
+def test_an_exception_in_worker_start_is_logged_and_the_worker_still_serves(start_server, connect):
+    server = start_server(RAISING, event="WorkerStart", worker_num=1)
+
+    assert connect(server.port).request(b"served") == b"served"
+    wait_until(lambda: "raised in WorkerStart on purpose" in server.log())
+    assert "Traceback" in server.log()
+    assert len(server.events("worker_start")) == 1
+
+
+def test_an_exception_in_packet_is_logged_and_the_worker_keeps_serving(start_server, dgram):
+    server = start_server("""
+        server = recording_server(worker_num=1, sock_type=SockType.UDP)
+        echo = server.get_callback("Packet")
+
+        @server.on("Packet")
+        def on_packet(server, data, client_info):
+            if data == b"raise":
+                raise RuntimeError("raised in Packet on purpose")
+            echo(server, data, client_info)
+
+        serve(server)
+    """)
+    client = dgram()
+
+    client.sendto(b"raise", ("127.0.0.1", server.port))
+    client.sendto(b"after", ("127.0.0.1", server.port))
+
+    assert client.recv(100) == b"after"
+    wait_until(lambda: "raised in Packet on purpose" in server.log())
+    assert "Traceback" in server.log()
 
 
 def test_a_client_that_vanishes_mid_send_costs_only_its_connection(start_server, connect):

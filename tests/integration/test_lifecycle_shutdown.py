@@ -17,11 +17,15 @@ serve(server)
 def stop(server, connect, how: str) -> None:
     if how == "shutdown()":
         assert connect(server.port).ask("server.shutdown()") is True
+    elif how.endswith(" to the group"):
+        server.signal_group(getattr(signal, how.split()[0]))
     else:
         server.signal(getattr(signal, how))
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "shutdown()"])
+@pytest.mark.parametrize(
+    "how", ["SIGTERM", "SIGINT", "shutdown()", "SIGTERM to the group", "SIGINT to the group"]
+)
 @pytest.mark.parametrize("worker_num", [1, 2])
 def test_a_graceful_stop_stops_every_worker_then_shuts_down(start_server, connect, worker_num, how):
     server = start_server(SERVER, worker_num=worker_num)
