@@ -8,7 +8,7 @@ import os
 from pyswoole import Mode, Server
 
 server = Server("127.0.0.1", int(os.environ.get("PORT", "9501")), Mode.BASE)
-server.set(worker_num=int(os.environ.get("WORKERS", "2")))
+server.set(worker_num=int(os.environ.get("WORKERS", "2")), open_eof_split=True, package_eof="\n")
 
 
 @server.on("start")

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from .constants import ErrorCode
-from .settings import PACKAGE_LENGTH_TYPES
+from .settings import IPC_BODY_SIZE, PACKAGE_LENGTH_TYPES
 
 __all__ = [
+    "LENGTH_FUNC_WINDOW",
     "EofCheckFramer",
     "EofSplitFramer",
     "Framer",
@@ -38,7 +39,7 @@ __all__ = [
 
 # Swoole reads at most one IPC buffer (8152 bytes) of a package before asking package_length_func for its
 # length, and gives up on a connection whose length is not found in that much (PACKAGE_LENGTH_NOT_FOUND).
-LENGTH_FUNC_WINDOW = 8152
+LENGTH_FUNC_WINDOW = IPC_BODY_SIZE  # a length function sees at most one IPC message body, as in Swoole
 
 
 class FramingError(Exception):
@@ -56,6 +57,8 @@ class FramingError(Exception):
 
 
 class Framer(Protocol):
+    """What the reactor holds per connection: one of the four framers below."""
+
     @property
     def buffered(self) -> int:
         """Bytes received and waiting for the rest of their package."""
@@ -256,13 +259,15 @@ class LengthFramer(_BufferedFramer):
             if len(pending) < (self._total or self._header_size):
                 return []
             return self._split(pending, self._total)
-        if len(data) < self._header_size:
+        size = len(data)
+        if size < self._header_size:
             pending += data
             return []
-        total = self._total_at(data, 0, ())
-        if total == len(data):
+        # The frequent case, a read that is one whole valid package, checked inline; _split checks the rest.
+        (value,) = self._unpack_length(data, self._length_offset)
+        if value >= 0 and self._body_offset + value == size <= self._max_length:
             return [data]
-        return self._split(data, total)
+        return self._split(data, 0)
 
     def _split(self, buf: bytes | bytearray, total: int) -> list[bytes]:
         """The packages of ``buf``; ``total`` is the first one's length if already known, else 0."""
@@ -355,16 +360,18 @@ class FuncFramer(_BufferedFramer):
 
     def _total_at(self, buf: bytes | bytearray, start: int, packages: Iterable[bytes]) -> int:
         """The function's answer for the package starting at ``start``: its length, or 0 to wait for more."""
-        # Slicing the whole of a bytes read returns the read itself: no copy in the one-package case.
-        shown = bytes(buf[start : start + LENGTH_FUNC_WINDOW])
+        shown = buf[start : start + LENGTH_FUNC_WINDOW]  # the whole of a bytes read is the read itself: no copy
+        if type(shown) is not bytes:
+            shown = bytes(shown)
         try:
-            answer = self._length_func(shown)
+            total = self._length_func(shown)
         except Exception as error:
             raise _malformed(f"package_length_func raised {type(error).__name__}: {error}", packages) from error
-        try:
-            total = operator.index(answer)
-        except TypeError:
-            raise _malformed(f"package_length_func returned {answer!r}, not an int", packages) from None
+        if type(total) is not int:
+            try:
+                total = operator.index(total)
+            except TypeError:
+                raise _malformed(f"package_length_func returned {total!r}, not an int", packages) from None
         if total < 0:
             raise _malformed(f"package_length_func returned {total}: malformed package", packages)
         if total > self._max_length:

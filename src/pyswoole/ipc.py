@@ -113,6 +113,15 @@ def _chunks(headers: list[bytes], data: bytes, chunk_size: int) -> list[bytes]:
     return datagrams
 
 
+_LENGTH = struct.Struct("=I")  # the header's len field, at offset 16
+_FLAGS_OFFSET = 23
+
+
+def _unchunked_batch(datagram: bytes) -> bool:
+    flags = datagram[_FLAGS_OFFSET]
+    return not flags or flags == _CHUNK_FLAGS
+
+
 class _Partial:
     """A chunked message between BEGIN and END: the BEGIN header's fields and the payload so far."""
 
@@ -168,6 +177,24 @@ class Reassembler:
         if len(data) != length:
             raise IpcError(f"header announces {length} bytes, datagram carries {len(data)}")
         return Message(event_type, fd, reactor_id, server_fd, ext_flags, time, data)
+
+    def feed_all(self, datagram: bytes) -> list[Message]:
+        """Take one datagram that may carry several whole messages back to back (a writer's batch, see
+        ``pipes.PipeWriter``); return the messages it completes. A chunk always travels alone."""
+        if len(datagram) >= HEADER_SIZE and not _unchunked_batch(datagram):
+            message = self.feed(datagram)
+            return [] if message is None else [message]
+        messages = []
+        view = memoryview(datagram)
+        offset, end = 0, len(datagram)
+        while offset < end:
+            if end - offset < HEADER_SIZE:
+                raise IpcError(f"{end - offset} trailing bytes are shorter than the IPC header")
+            size = HEADER_SIZE + _LENGTH.unpack_from(datagram, offset + 16)[0]
+            part = datagram if size == end else view[offset:offset + size]
+            messages.append(self.feed(part))  # type: ignore[arg-type]
+            offset += size
+        return messages  # type: ignore[return-value]
 
     def _feed_chunk(
         self, datagram: bytes | memoryview, fd: int, msg_id: int, length: int, reactor_id: int,

@@ -5,7 +5,10 @@ address as the one it replaces. The worker reads its *worker end*; anyone else r
 *master end*. Datagrams are atomic, so several processes may write to one pipe at once.
 
 Writers with an event loop never block: a datagram the kernel refuses for now waits in a bounded queue that
-is flushed when the pipe becomes writable. Writers without a loop (the manager) block, with a timeout.
+is flushed when the pipe becomes writable. They also batch: the small messages written during one pass of
+the loop travel together in one datagram, sent at the end of the pass, which saves a send and a receive
+per message under load (the reader splits them with ``Reassembler.feed_all``). Writers without a loop (the
+manager) block, with a timeout.
 """
 
 from __future__ import annotations
@@ -62,15 +65,37 @@ def send_blocking(sock: socket.socket, datagrams: list[bytes]) -> bool:
 
 
 class PipeWriter:
-    """Non-blocking writes to one pipe end from an event-loop process, with a bounded overflow queue."""
+    """Non-blocking, batching writes to one pipe end from an event loop, with a bounded overflow queue."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self._loop = loop
         self._sock = sock
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
+        self._batch = bytearray()
 
     def write(self, datagrams: list[bytes]) -> bool:
+        """Send a message's datagrams; False if it had to be dropped (the reader is far behind)."""
+        batch = self._batch
+        if len(datagrams) == 1:
+            datagram = datagrams[0]
+            if len(batch) + len(datagram) <= ipc.MAX_DATAGRAM:
+                if not batch:
+                    self._loop.call_soon(self._flush_batch)
+                batch += datagram
+                return True
+        if batch:
+            self._flush_batch()
+        return self._send(datagrams)
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch = bytes(self._batch)
+            self._batch.clear()
+            if not self._send([batch]):
+                logger.warning("pipe reader is far behind: %d bytes of messages dropped", len(batch))
+
+    def _send(self, datagrams: list[bytes]) -> bool:
         if not self._queue:
             sock = self._sock
             sent = 0
@@ -114,10 +139,7 @@ def read_datagrams(sock: socket.socket, reassembler: ipc.Reassembler, limit: int
         except (BlockingIOError, InterruptedError):
             break
         try:
-            message = reassembler.feed(datagram)
+            messages += reassembler.feed_all(datagram)
         except ipc.IpcError as exc:
             logger.warning("abnormal pipe data dropped: %s", exc)
-            continue
-        if message is not None:
-            messages.append(message)
     return messages

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
 from .errors import ServerError
+from .framing import Framer, framer_for
 
 if TYPE_CHECKING:
     from .server import Server
@@ -56,6 +57,8 @@ class Port:
         self.base_type = base_type
         self.is_stream = base_type in STREAM_TYPES
         self.setting: dict[str, Any] = {}
+        self.protocol: dict[str, Any] = {}  # effective port-level settings, fixed at start
+        self._configured = False  # Port.set() was called: the port inherits nothing from the server
         self.callbacks: dict[str, Callable[..., Any]] = {}
         self.sock = self._bind(host, port)
         self.fileno = self.sock.fileno()
@@ -90,6 +93,7 @@ class Port:
         """Per-port settings (framing, heartbeat, buffers). Before start only."""
         self.server._check_not_started("set")
         self.setting.update(settings_module.normalize({**(settings or {}), **kwargs}))
+        self._configured = True
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
         """Register a port callback (Connect, Receive, Close, Packet, BufferFull, BufferEmpty); also a decorator."""
@@ -109,6 +113,17 @@ class Port:
         return None if name is None else self.callbacks.get(name)
 
     # Runtime --------------------------------------------------------------------------------------------
+
+    def resolve_protocol(self, server_settings: dict[str, Any], is_primary: bool) -> None:
+        """Fix the port's effective protocol settings. Swoole's rule: the primary port takes the server's
+        settings; another port takes them all, unless its own ``set()`` was called, then none of them."""
+        own = self.setting if self._configured and not is_primary else server_settings
+        effective = settings_module.resolve(own, self.server.mode)
+        self.protocol = {key: effective[key] for key in settings_module.PORT_KEYS if key in effective}
+
+    def new_framer(self) -> Framer | None:
+        """A fresh framer for one connection of this port; None in raw mode."""
+        return framer_for(self.protocol)
 
     def listen(self, backlog: int, reuse_port: bool) -> None:
         """Start listening (stream ports) before any fork, so that clients queue up while workers start.

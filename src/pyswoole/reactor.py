@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from . import ipc
 from .constants import EventType
 from .dispatch import Dispatcher
+from .framing import FramingError
 from .log import logger
 from .pipes import PipeWriter, read_datagrams
 from .port import Port, PortHandlers
@@ -43,13 +44,14 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "reactor", "port", "reactor_id", "session_id", "transport", "socket_fd", "remote_ip", "remote_port",
         "connect_time", "last_recv_time", "last_send_time", "last_dispatch_time", "close_errno", "closed",
-        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers",
+        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer",
     )
 
     def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
         self.reactor = reactor
         self.port = port
         self.handlers = handlers  # the port's callbacks, as the owning reactor resolved them
+        self.framer = port.new_framer()
         self.reactor_id = reactor_id
         self.session_id = 0
         self.transport: asyncio.Transport | None = None
@@ -85,6 +87,19 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False  # a half-closed peer is a closed peer, as in Swoole
+
+    def split(self, data: bytes) -> list[bytes]:
+        """The packages a read completes. A framing error (oversized or malformed package) closes only this
+        connection, logged; the packages before the bad bytes are still delivered, as in Swoole."""
+        try:
+            return self.framer.feed(data)  # type: ignore[union-attr]
+        except FramingError as exc:
+            logger.warning("session %d from %s: %s [%d]; connection closed", self.session_id, self.remote_ip,
+                           exc, exc.code)
+            self.close_errno = exc.code
+            if self.transport is not None:
+                self.transport.close()
+            return exc.packages
 
     def pause_writing(self) -> None:
         self.overflow = True
@@ -183,7 +198,11 @@ class ReactorConnection(Connection):
         self.last_recv_time = now
         self.table_d[self.base + Conn.LAST_RECV_TIME] = now
         self.slot[Slot.RECV_BYTES] += len(data)
-        self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
+        if self.framer is None:
+            self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
+            return
+        for package in self.split(data):
+            self.reactor.dispatch(self, package, now)  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
         super().pause_writing()

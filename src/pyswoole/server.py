@@ -144,6 +144,7 @@ class Server:
         self._started = True
         self.setting = setting
         for port in self.ports:
+            port.resolve_protocol(self._settings, port is self.ports[0])
             port.listen(setting["backlog"], setting["enable_reuse_port"] and self.mode == Mode.BASE)
         try:
             if self.mode == Mode.PROCESS:
@@ -177,6 +178,7 @@ class Server:
         setting = self.setting
         worker_num = setting["worker_num"]
         self._shared = SharedState(worker_num, setting["reactor_num"], setting["max_connection"])
+        self._shared.globals[Global.MASTER_PID] = os.getpid()  # known before the manager and workers start
         self._pipes = WorkerPipes(worker_num)
         self._factory = ProcessFactory(self)
         self._drop_unsafe_events()

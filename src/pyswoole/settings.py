@@ -29,7 +29,7 @@ _UINT16_MAX = 2**16 - 1
 _UINT32_MAX = 2**32 - 1
 _INT32_MAX = 2**31 - 1
 _SESSION_LIST_SIZE = 2**20  # Swoole's session table: more connections than slots cannot be tracked
-_IPC_BODY_SIZE = 8152  # Swoole refuses framing offsets beyond one IPC message body
+IPC_BODY_SIZE = 8152  # Swoole refuses framing offsets beyond one IPC message body
 _MIN_PACKAGE_MAX_LENGTH = 65536
 _HASH_DISPATCH_MODES = frozenset({2, 4, 8})  # a connection always reaches the same worker
 
@@ -302,8 +302,8 @@ _PORT_SETTINGS: dict[str, _Setting] = {
     "package_eof": _Setting(_package_eof, b"\r\n\r\n"),
     "open_length_check": _Setting(_bool, False),
     "package_length_type": _Setting(_package_length_type, "N"),
-    "package_length_offset": _Setting(_int(0, _IPC_BODY_SIZE, "low"), 0),
-    "package_body_offset": _Setting(_int(0, _IPC_BODY_SIZE, "low"), 4),
+    "package_length_offset": _Setting(_int(0, IPC_BODY_SIZE, "low"), 0),
+    "package_body_offset": _Setting(_int(0, IPC_BODY_SIZE, "low"), 4),
     "package_length_func": _Setting(_callable),
     "package_max_length": _Setting(_size(0, _UINT32_MAX, "both"), 2 * 2**20),
     "heartbeat_idle_time": _Setting(_int(0, _UINT16_MAX, "both"), 0),

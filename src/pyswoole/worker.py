@@ -56,8 +56,13 @@ class WorkerConnection(Connection):
         self.last_recv_time = self.last_dispatch_time = _now()
         slot = self.slot
         slot[_RECV_BYTES] += len(data)
-        slot[_DISPATCH] += 1
-        self.reactor.receive(self.handlers, self.session_id, self.reactor_id, data)  # type: ignore[attr-defined]
+        if self.framer is None:
+            slot[_DISPATCH] += 1
+            self.reactor.receive(self.handlers, self.session_id, self.reactor_id, data)  # type: ignore[attr-defined]
+            return
+        for package in self.split(data):
+            slot[_DISPATCH] += 1
+            self.reactor.receive(self.handlers, self.session_id, self.reactor_id, package)  # type: ignore[attr-defined]
 
 
 class EventWorker:

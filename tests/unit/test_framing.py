@@ -142,6 +142,17 @@ def test_eof_check_raises_1201_when_bytes_without_eof_reach_package_max_length()
     assert raised.value.code == ErrorCode.PACKAGE_LENGTH_TOO_LARGE
 
 
+@pytest.mark.parametrize("reads", [[b"x" * 16 + b"\n"], [b"x" * 10, b"x" * 6 + b"\n"]])
+def test_eof_check_raises_1201_for_a_package_longer_than_package_max_length(reads: list[bytes]) -> None:
+    framer = EofCheckFramer(b"\n", 16)
+
+    with pytest.raises(FramingError, match="package length 17 exceeds package_max_length 16") as raised:
+        for read in reads:
+            framer.feed(read)
+
+    assert raised.value.code == ErrorCode.PACKAGE_LENGTH_TOO_LARGE
+
+
 # ---- open_length_check -------------------------------------------------------------------------------------
 
 
@@ -209,6 +220,15 @@ def test_negative_length_field_raises_1204(code: str) -> None:
     assert raised.value.code == ErrorCode.PACKAGE_MALFORMED_DATA
 
 
+def test_negative_length_field_raises_1204_even_when_it_makes_the_read_one_package() -> None:
+    read = struct.pack("b", -2) + b"1234567"  # body_offset 10 + (-2) == 8 == len(read)
+
+    with pytest.raises(FramingError, match="negative") as raised:
+        LengthFramer("c", 0, 10, MAX).feed(read)
+
+    assert raised.value.code == ErrorCode.PACKAGE_MALFORMED_DATA
+
+
 def test_length_over_package_max_length_raises_1201_as_soon_as_the_header_is_in() -> None:
     framer = LengthFramer("N", 0, 0, MAX)
 
@@ -222,6 +242,15 @@ def test_length_of_exactly_package_max_length_is_accepted() -> None:
     package = length_package("N", 0, 4, b"x" * 60)
 
     assert LengthFramer("N", 0, 4, len(package)).feed(package) == [package]
+
+
+def test_length_one_read_package_over_package_max_length_raises_1201() -> None:
+    package = length_package("N", 0, 4, b"x" * 60)
+
+    with pytest.raises(FramingError, match="package length 64 exceeds package_max_length 63") as raised:
+        LengthFramer("N", 0, 4, len(package) - 1).feed(package)
+
+    assert raised.value.code == ErrorCode.PACKAGE_LENGTH_TOO_LARGE
 
 
 def test_length_shorter_than_its_own_header_raises_1204() -> None:
