@@ -87,24 +87,28 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
 @pytest.fixture
 def connect() -> Iterator[Callable[..., StreamClient]]:
-    """Factory: ``connect(port, host="127.0.0.1")`` or ``connect(path, family=AF_UNIX)``.
+    """Factory: ``connect(port, host="127.0.0.1")``, ``connect(path)`` for AF_UNIX, or ``connect(server)``.
 
-    Retries while the server is not listening yet; every client is closed at teardown.
+    Retries while the server is not listening yet (given the ``ServerProcess`` itself, it gives up
+    at once if that process has exited); every client is closed at teardown.
     """
     clients: list[StreamClient] = []
 
     def open_client(
-        where: int | str,
+        where: int | str | ServerProcess,
         host: str = "127.0.0.1",
         family: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> StreamClient:
+        server = where if isinstance(where, ServerProcess) else None
+        if server is not None:
+            where = server.port
         if isinstance(where, int):
             family = family or (socket.AF_INET6 if ":" in host else socket.AF_INET)
             address: tuple | str = (host, where)
         else:
             family, address = socket.AF_UNIX, where
-        client = connect_stream(address, family, timeout)
+        client = connect_stream(address, family, timeout, server)
         clients.append(client)
         return client
 

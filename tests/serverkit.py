@@ -530,10 +530,16 @@ def connect_stream(
     address: tuple | str,
     family: int = socket.AF_INET,
     timeout: float = DEFAULT_TIMEOUT,
+    server: ServerProcess | None = None,
 ) -> StreamClient:
-    """Connect, retrying while refused: the server binds at construction but listens at start()."""
+    """Connect, retrying while refused: the server binds at construction but listens at start().
+
+    With ``server``, stop retrying (and fail with its output) as soon as its process has exited.
+    """
     deadline = time.monotonic() + timeout
     while True:
+        if server is not None:
+            server._fail_if_exited("while a client was connecting")
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:

@@ -35,6 +35,7 @@ class Manager:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.worker_num: int = server.setting["worker_num"]
+        self.task_worker_num: int = server.setting["task_worker_num"]
         self.pids: dict[int, int] = {}  # pid -> worker id
         self.started_at: dict[int, float] = {}  # worker id -> start time of the current incarnation
         self.failures: dict[int, int] = {}  # worker id -> consecutive fast crashes
@@ -55,6 +56,9 @@ class Manager:
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         previous = {sig: signal.signal(sig, self._record) for sig in (*STOP_SIGNALS, signal.SIGCHLD)}
         try:
+            # As Swoole: task workers first (ids after the event workers), then the event workers.
+            for worker_id in range(self.worker_num, self.worker_num + self.task_worker_num):
+                self.spawn(worker_id)
             for worker_id in range(self.worker_num):
                 self.spawn(worker_id)
             server._call_event("manager_start", server)
@@ -64,6 +68,8 @@ class Manager:
                     self.running = False
                     break
                 self._handle_signals()
+                if not self.running:
+                    break
                 self._reap()
                 self._respawn_due()
                 self._sleep(wake_read)

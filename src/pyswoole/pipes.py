@@ -25,25 +25,40 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per destination, for non-blocking writers
 BLOCKING_TIMEOUT = 5.0
 
 
+def _pipe() -> tuple[socket.socket, socket.socket]:
+    ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for end in ends:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                end.setsockopt(socket.SOL_SOCKET, option, PIPE_BUFFER)
+            except OSError:
+                pass
+        end.setblocking(False)
+    return ends
+
+
 class WorkerPipes:
-    def __init__(self, count: int) -> None:
-        self.master_ends: list[socket.socket] = []
-        self.worker_ends: list[socket.socket] = []
-        for _ in range(count):
-            master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            for end in (master_end, worker_end):
-                for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                    try:
-                        end.setsockopt(socket.SOL_SOCKET, option, PIPE_BUFFER)
-                    except OSError:
-                        pass
-                end.setblocking(False)
-            self.master_ends.append(master_end)
-            self.worker_ends.append(worker_end)
+    """The pipes of every worker slot: event workers first, then task workers (Swoole's worker ids).
+
+    With task workers there are also a result pipe per event worker, for the replies to a blocking
+    ``task_wait``, and one shared task queue that every task worker reads (``task_ipc_mode`` 3).
+    """
+
+    def __init__(self, worker_num: int, task_worker_num: int = 0) -> None:
+        pairs = [_pipe() for _ in range(worker_num + task_worker_num)]
+        self.master_ends = [master_end for master_end, _ in pairs]
+        self.worker_ends = [worker_end for _, worker_end in pairs]
+        results = [_pipe() for _ in range(worker_num)] if task_worker_num else []
+        self.result_writers = [writer for writer, _ in results]
+        self.result_ends = [reader for _, reader in results]
+        self.task_queue, self.task_queue_reader = _pipe() if task_worker_num else (None, None)
 
     def close(self) -> None:
-        for end in self.master_ends + self.worker_ends:
+        for end in self.master_ends + self.worker_ends + self.result_writers + self.result_ends:
             end.close()
+        if self.task_queue is not None:
+            self.task_queue.close()
+            self.task_queue_reader.close()  # type: ignore[union-attr]
 
 
 def send_blocking(sock: socket.socket, datagrams: list[bytes]) -> bool:
@@ -87,6 +102,17 @@ class PipeWriter:
         if batch:
             self._flush_batch()
         return self._send(datagrams)
+
+    def flush(self) -> bool:
+        """Send everything pending now, blocking if need be (before the process blocks or exits)."""
+        self._flush_batch()
+        if self._queue:
+            self._loop.remove_writer(self._sock.fileno())
+            pending = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            return send_blocking(self._sock, pending)
+        return True
 
     def _flush_batch(self) -> None:
         if self._batch:

@@ -297,9 +297,11 @@ class ReactorThread:
         if self.delay_receive:
             conn.set_reading(False)
         if self.dispatcher.notify and conn.handlers.connect is not None:
-            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
-                            ipc.Message(EventType.CONNECT, conn.session_id, self.reactor_id, conn.port.fileno,
-                                        time=conn.connect_time))
+            # The same dispatch rule as data (dispatch_func sees type CONNECT; mode 8 sticks the connection here).
+            worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CONNECT)
+            if worker_id >= 0:
+                self._to_worker(worker_id, ipc.Message(EventType.CONNECT, conn.session_id, self.reactor_id,
+                                                       conn.port.fileno, time=conn.connect_time))
 
     def dispatch(self, conn: ReactorConnection, data: bytes, now: float) -> None:
         worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
@@ -313,6 +315,8 @@ class ReactorThread:
 
     def buffer_event(self, conn: ReactorConnection, kind: EventType) -> None:
         full = kind == EventType.BUFFER_FULL
+        if not full:
+            self.table.q[conn.base + Conn.OVERFLOW] = 0  # drained: send() is accepted again
         if full == conn.full:
             return
         conn.full = full
@@ -331,10 +335,12 @@ class ReactorThread:
             return
         conn.mark_closed(by_peer=True)
         q[conn.base + Conn.PEER_CLOSED] = 1
+        worker_id = -1
         if self.dispatcher.notify and conn.handlers.close is not None and not self._closing:
+            worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CLOSE)
+        if worker_id >= 0:
             # The record stays until the worker answers, so that get_client_info works inside Close.
-            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
-                            ipc.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
+            self._to_worker(worker_id, ipc.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
         else:
             self._release(conn)
 

@@ -29,6 +29,8 @@ from .master import Master
 from .pipes import WorkerPipes
 from .port import Port, event_key, port_event_name
 from .shm import Global, SharedState, Slot
+from .task_worker import TaskWorker
+from .tasks import TaskClient
 from .timers import Timers
 from .worker import EventWorker
 
@@ -67,6 +69,8 @@ class Server:
         self._pipes: WorkerPipes | None = None
         self._worker: EventWorker | None = None
         self._master: Master | None = None
+        self._task_worker: TaskWorker | None = None
+        self._task_client: TaskClient | None = None
         self._timers: Timers | None = None
         self._msg_id_source: ipc.MessageIds | None = None
         self._msg_id_pid = 0
@@ -164,22 +168,22 @@ class Server:
     def _start_base_mode(self) -> None:
         """One process that is master and worker 0, or this process becomes the manager of the workers."""
         setting = self.setting
-        worker_num = setting["worker_num"]
-        self._shared = shared = SharedState(worker_num)
-        if worker_num == 1 and setting["max_request"] == 0:
+        worker_num, task_worker_num = setting["worker_num"], setting["task_worker_num"]
+        self._shared = shared = SharedState(worker_num + task_worker_num)
+        if worker_num == 1 and task_worker_num == 0 and setting["max_request"] == 0:
             shared.globals[Global.MASTER_PID] = os.getpid()
             self._run_worker(0)
             return
-        self._pipes = WorkerPipes(worker_num)
+        self._pipes = WorkerPipes(worker_num, task_worker_num)
         Manager(self).run()
 
     def _start_process_mode(self) -> None:
         """Fork the manager first (no thread may exist at a fork), then run the master's threads here."""
         setting = self.setting
-        worker_num = setting["worker_num"]
-        self._shared = SharedState(worker_num, setting["reactor_num"], setting["max_connection"])
+        worker_num, task_worker_num = setting["worker_num"], setting["task_worker_num"]
+        self._shared = SharedState(worker_num + task_worker_num, setting["reactor_num"], setting["max_connection"])
         self._shared.globals[Global.MASTER_PID] = os.getpid()  # known before the manager and workers start
-        self._pipes = WorkerPipes(worker_num)
+        self._pipes = WorkerPipes(worker_num, task_worker_num)
         self._factory = ProcessFactory(self)
         self._drop_unsafe_events()
         sys.stdout.flush()
@@ -214,10 +218,8 @@ class Server:
 
     def _check_start(self, setting: dict[str, Any]) -> None:
         """Refuse, before anything is forked, a start that cannot work."""
-        if setting["task_worker_num"] > 0:
-            if "task" not in self._callbacks:
-                raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
-            raise ServerError("task workers are not available in this version", ErrorCode.INVALID_PARAMS)
+        if setting["task_worker_num"] > 0 and "task" not in self._callbacks:
+            raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
         if setting["daemonize"]:
             raise ServerError("daemonize is not available in this version", ErrorCode.INVALID_PARAMS)
         primary = self.ports[0]
@@ -232,6 +234,9 @@ class Server:
         """Serve as event worker ``worker_id`` in this process (the forked child, or the only process)."""
         shared = self._shared
         assert shared is not None
+        if worker_id >= self.setting["worker_num"]:
+            TaskWorker(self, worker_id).run()
+            return
         start_callback = False
         if self.mode == Mode.BASE and worker_id == 0:  # PROCESS mode: Start runs in the master
             with shared.locked():
@@ -252,6 +257,12 @@ class Server:
         self._local_connections = {}
         self.worker_id = -1
 
+    def _enter_task_worker(self, task_worker: TaskWorker) -> None:
+        self._task_worker = task_worker
+        self.taskworker = True
+        self.worker_id = task_worker.worker_id
+        self.worker_pid = os.getpid()
+
     def _enter_master(self, master: Master) -> None:
         self._master = master
         self._timers = master.timers
@@ -270,8 +281,8 @@ class Server:
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(self.setting["event_loop"])
 
-    def _call_event(self, name: str, *args: Any, fatal: bool = False) -> None:
-        """Run a server-level callback if one is registered; log what it raises (re-raise if ``fatal``)."""
+    def _call_event(self, name: str, *args: Any) -> None:
+        """Run a server-level callback if one is registered; log what it raises (the process goes on)."""
         callback = self._callbacks.get(name)
         if callback is None:
             return
@@ -288,8 +299,6 @@ class Server:
                         loop.close()
         except Exception:
             logger.exception("%s callback failed", name)
-            if fatal:
-                raise
 
     # Sessions --------------------------------------------------------------------------------------------
 
@@ -406,6 +415,52 @@ class Server:
         code = self._factory.bind(fd, uid) if self._started else ErrorCode.SERVER_NOT_RUNNING
         return self._fail(code) if code else True
 
+    # Tasks and messages between workers ------------------------------------------------------------------
+
+    @property
+    def _tasks(self) -> TaskClient:
+        if self._task_client is None or self._task_client.server is not self:
+            self._task_client = TaskClient(self)
+        return self._task_client
+
+    def task(self, data: Any, dst_worker_id: int = -1, finish_callback: Callable[..., Any] | None = None) -> int | bool:
+        """Run ``data`` through Task in a task worker; the id of the task, or False. The result comes back to
+        Finish (or ``finish_callback(server, task_id, result)``) in this worker."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return self._tasks.task(data, dst_worker_id, finish_callback)
+
+    def task_wait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
+        """Run a task and block this worker until its result comes back; False on timeout."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return self._tasks.task_wait(data, timeout, dst_worker_id)
+
+    taskwait = task_wait
+
+    def task_wait_multi(self, tasks: list[Any], timeout: float = 0.5) -> dict[int, Any] | bool:
+        """Run several tasks and block until all are done or the timeout: {index: result} of those in time."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return self._tasks.task_wait_multi(list(tasks), timeout)
+
+    async def task_co(self, tasks: list[Any], timeout: float = 0.5) -> list[Any]:
+        """``await`` several tasks from an async callback: their results in order, False where timed out."""
+        return await self._tasks.task_co(list(tasks), timeout)
+
+    def finish(self, data: Any) -> bool:
+        """Inside Task: send the result back to the worker that sent the task."""
+        task_worker = self._task_worker
+        return task_worker.finish(data) if task_worker is not None else self._fail(ErrorCode.INVALID_PARAMS)
+
+    def send_message(self, message: Any, dst_worker_id: int) -> bool:
+        """Deliver ``message`` to PipeMessage(server, src_worker_id, message) of another worker or task worker."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        return self._tasks.send_message(message, dst_worker_id)
+
+    sendMessage = send_message
+
     # Timers ---------------------------------------------------------------------------------------------
 
     def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
@@ -496,7 +551,7 @@ class Server:
         setting = self.setting
         worker_num = setting["worker_num"]
         # Connection counters live where the sockets are: in the workers (BASE) or reactor threads (PROCESS).
-        io_rows = (worker_num, setting["reactor_num"]) if self.mode == Mode.PROCESS else (0, worker_num)
+        io_rows = (shared.worker_slots, setting["reactor_num"]) if self.mode == Mode.PROCESS else (0, worker_num)
 
         def io_total(field: int) -> int:
             return shared.sum_field(field, *io_rows)
@@ -536,7 +591,13 @@ class Server:
                 worker_dispatch_count=slot[Slot.DISPATCH] - slot[Slot.DISPATCH_BASE],
                 worker_concurrency=worker.coroutine_num,
             )
-        stats.update(task_idle_worker_num=0, tasking_num=0, task_count=0,
+        task_rows = (worker_num, setting["task_worker_num"])
+        task_count = worker_total(Slot.TASK_DISPATCHED) + shared.globals[Global.TASKS_FROM_OTHERS]
+        stats.update(task_idle_worker_num=sum(
+                         1 for i in range(worker_num, worker_num + setting["task_worker_num"])
+                         if shared.slot(i)[Slot.STATUS] == WorkerStatus.IDLE),
+                     tasking_num=max(0, task_count - shared.sum_field(Slot.TASK_STARTED, *task_rows)),
+                     task_count=task_count,
                      coroutine_num=worker.coroutine_num if worker is not None else 0,
                      coroutine_peek_num=0)
         return stats

@@ -25,6 +25,7 @@ class Global:
     SESSION_ROUND = 2
     START_TIME_US = 3
     ONSTART_CALLED = 4
+    TASKS_FROM_OTHERS = 5  # tasks sent by the master, the manager or user processes
     SHUTDOWN = 6
     SIZE = 8
 
@@ -54,7 +55,9 @@ class Slot:
     RESPONSE_BASE = 14
     DISPATCH_BASE = 15
     DISPATCH = 16  # PROCESS: packages a reactor sent to workers, or a worker received from reactors
-    SIZE = 17
+    TASK_DISPATCHED = 17  # event worker: tasks it sent
+    TASK_STARTED = 18  # task worker: tasks it took from its queue
+    SIZE = 19
 
 
 class Conn:

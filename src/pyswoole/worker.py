@@ -28,6 +28,7 @@ from .log import logger
 from .port import Port, PortHandlers
 from .reactor import Connection
 from .shm import Conn, Global, Slot
+from .tasks import deliver_pipe_message
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class EventWorker:
             EventType.SEND_DATA: self._forwarded_send, EventType.CLOSE_FORWARD: self._forwarded_close,
             EventType.PAUSE_RECV: self._forwarded_reading, EventType.RESUME_RECV: self._forwarded_reading,
             EventType.SHUTDOWN: lambda message: self.stop(),
+            EventType.FINISH: lambda message: server._tasks.on_finish(message),
+            EventType.PIPE_MESSAGE: lambda message: deliver_pipe_message(server, message, self.call),
         }
         self._stopped: asyncio.Future[None] | None = None
         self._buffer_limit = server.setting["socket_buffer_size"]
@@ -138,7 +141,7 @@ class EventWorker:
             server._call_event("start", server)
         if self.worker_id == 0 and not self.process_mode:
             self.shared.globals[Global.MASTER_PID] = os.getpid()  # BASE mode: worker 0 stands for the master
-        server._call_event("worker_start", server, self.worker_id, fatal=True)
+        server._call_event("worker_start", server, self.worker_id)
         await self._stopped
         await self._drain()
         server._call_event("worker_stop", server, self.worker_id)
@@ -163,7 +166,7 @@ class EventWorker:
         self.loop.call_later(1.0, self._watch_manager)  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        """Begin the graceful stop: stop accepting, close every connection, let coroutines finish."""
+        """Begin the graceful stop: stop accepting; the drain then lets coroutines finish and closes."""
         if self.stopping:
             return
         self.stopping = True
@@ -175,13 +178,17 @@ class EventWorker:
         for fd in self._dgram_fds:
             loop.remove_reader(fd)
         self.timers.clear_all()  # type: ignore[union-attr]
-        for session_id in list(self.connections):
-            self.close(session_id)
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
     async def _drain(self) -> None:
+        """Coroutines in flight finish first (they may still reply); then every connection this worker owns
+        gets Close (reactor_id -1) and is closed once its output is flushed; all within max_wait_time."""
         deadline = time.monotonic() + self.server.setting["max_wait_time"]
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for session_id in list(self.connections):
+            self.close(session_id)
         while (self._tasks or self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections.values()):
@@ -445,6 +452,11 @@ class EventWorker:
             return ErrorCode.SESSION_NOT_EXIST
         conn.set_reading(reading)
         return 0
+
+    def flush_pipes(self) -> None:
+        """Send every batched or queued pipe message now (before this worker blocks)."""
+        for writer in self._writers.values():
+            writer.flush()
 
     def writer_for(self, sock: socket.socket) -> pipes.PipeWriter:
         """The non-blocking writer of this worker's loop for one pipe end."""

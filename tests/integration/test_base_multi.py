@@ -40,10 +40,10 @@ class TwoWorkers:
 
 
 def connections_in_two_workers(server: ServerProcess, connect) -> TwoWorkers:
-    a = connect(server.port)
+    a = connect(server)
     a.send(b"hold")
     holding = server.wait_event("holding")
-    b = connect(server.port)
+    b = connect(server)
     assert b.request(b"ping") == b"ping"  # served while a's worker is blocked
     server.release("holding")
     assert a.recv_exactly(len(b"released")) == b"released"
@@ -67,11 +67,24 @@ def test_the_starting_process_becomes_the_manager_of_forked_workers(start_server
     assert sorted(server.children()) == sorted(pids)
 
 
+def test_pid_properties_agree_with_the_methods_inside_a_worker(start_server, connect):
+    server = start_server(HOLDING, worker_num=2)
+    client = connect(server)
+
+    pids = client.ask("dict(manager_pid=server.manager_pid, get_manager_pid=server.get_manager_pid(), "
+                      "master_pid=server.master_pid, get_master_pid=server.get_master_pid(), "
+                      "worker_pid=server.worker_pid, own_pid=os.getpid())")
+
+    assert pids["manager_pid"] == pids["get_manager_pid"] == server.pid
+    assert pids["master_pid"] == pids["get_master_pid"]
+    assert pids["worker_pid"] == pids["own_pid"] != server.pid
+
+
 def test_start_runs_once_in_worker_zero(start_server, connect):
     server = start_server(HOLDING, worker_num=3)
     workers = server.wait_events("worker_start", 3)
     start = server.wait_event("start")
-    connect(server.port).request(b"x")
+    connect(server).request(b"x")
 
     worker_zero = next(w for w in workers if w["worker_id"] == 0)
     assert len(server.events("start")) == 1
@@ -103,7 +116,7 @@ def test_session_ids_are_unique_and_increasing_across_workers(start_server, conn
 
     two = connections_in_two_workers(server, connect)
     for _ in range(6):
-        connect(server.port).request(b"x")
+        connect(server).request(b"x")
 
     assert (two.fd_a, two.fd_b) == (1, 2)
     assert [c["fd"] for c in server.events("connect")] == list(range(1, 9))
@@ -163,7 +176,7 @@ def test_stats_count_the_connections_of_all_workers(start_server, connect):
 
 def test_many_concurrent_clients_are_all_served(start_server, connect):
     server = start_server(HOLDING, worker_num=2)
-    clients = [connect(server.port) for _ in range(40)]
+    clients = [connect(server) for _ in range(40)]
 
     for i, client in enumerate(clients):
         client.send(b"client %d" % i)
@@ -172,3 +185,18 @@ def test_many_concurrent_clients_are_all_served(start_server, connect):
         b"client %d" % i for i in range(40)
     ]
     assert sorted(e["fd"] for e in server.events("connect")) == list(range(1, 41))
+
+
+def test_sessions_of_closed_connections_are_freed(start_server, connect):
+    server = start_server(HOLDING, worker_num=2)
+    for i in range(100):
+        client = connect(server)
+        client.request(b"%d" % i)
+        client.close()
+    server.wait_events("close", 100)
+    probe = connect(server)
+
+    stats = probe.ask("server.stats()")
+
+    assert (stats["accept_count"], stats["close_count"], stats["connection_num"]) == (101, 100, 1)
+    assert probe.ask("list(server.connections)") == [101]

@@ -56,14 +56,14 @@ def test_worker_identity_is_visible_inside_the_worker(start_server):
 
 def test_echoes_what_a_client_sends(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.request(b"hello pyswoole") == b"hello pyswoole"
 
 
 def test_receive_gets_the_data_as_bytes(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     client.request(b"\x00\xffbinary")
 
@@ -74,7 +74,7 @@ def test_receive_gets_the_data_as_bytes(start_server, connect):
 
 def test_a_connection_sees_connect_receive_close_in_order_with_one_fd(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
     client.request(b"one")
     client.request(b"two")
     client.close()
@@ -91,7 +91,7 @@ def test_session_ids_start_at_one_and_increase(start_server, connect):
     server = start_server(ECHO)
 
     for _ in range(3):
-        client = connect(server.port)
+        client = connect(server)
         client.request(b"x")
 
     assert [e["fd"] for e in server.events("connect")] == [1, 2, 3]
@@ -103,7 +103,7 @@ def test_send_accepts_str_and_encodes_it_as_utf8(start_server, connect):
         server.on("Connect", lambda s, fd, rid: record("sent", ok=s.send(fd, "héllo ✓")))
         serve(server)
     """)
-    client = connect(server.port)
+    client = connect(server)
 
     expected = "héllo ✓".encode()
     assert client.recv_exactly(len(expected)) == expected
@@ -112,10 +112,10 @@ def test_send_accepts_str_and_encodes_it_as_utf8(start_server, connect):
 
 def test_server_close_ends_the_connection_and_close_gets_reactor_id_minus_one(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
     client.request(b"x")
     fd = server.wait_event("connect")["fd"]
-    operator = connect(server.port)
+    operator = connect(server)
 
     assert operator.ask(f"server.close({fd})") is True
 
@@ -124,13 +124,31 @@ def test_server_close_ends_the_connection_and_close_gets_reactor_id_minus_one(st
     assert (close["fd"], close["reactor_id"]) == (fd, -1)
 
 
+def test_close_after_a_large_send_delivers_everything_before_the_end(start_server, connect):
+    server = start_server("""
+        server = recording_server(worker_num=1)
+
+        @server.on("Receive")
+        def on_receive(server, fd, reactor_id, data):
+            server.send(fd, bytes(range(256)) * 16384)  # 4 MiB: more than the socket takes at once
+            server.close(fd)
+
+        serve(server)
+    """)
+    client = connect(server)
+
+    client.send(b"send and close")
+
+    assert client.recv_eof() == bytes(range(256)) * 16384
+
+
 def test_close_with_reset_aborts_the_connection(start_server, connect):
     server = start_server("""
         server = recording_server(worker_num=1)
         server.on("Receive", lambda s, fd, rid, data: record("closed", ok=s.close(fd, reset=True)))
         serve(server)
     """)
-    client = connect(server.port)
+    client = connect(server)
     client.send(b"reset me")
 
     with pytest.raises(ConnectionResetError):
@@ -141,7 +159,7 @@ def test_close_with_reset_aborts_the_connection(start_server, connect):
 
 def test_client_info_describes_the_connection(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     info = client.ask("server.get_client_info(fd)")
 
@@ -162,7 +180,7 @@ def test_client_info_describes_the_connection(start_server, connect):
 
 def test_client_info_is_still_available_inside_close(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
     client.request(b"hi")
     port = client.local_port
     client.close()
@@ -176,14 +194,14 @@ def test_client_info_is_still_available_inside_close(start_server, connect):
 
 def test_send_to_a_session_that_never_existed_fails_with_session_not_exist(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.ask("[server.send(9999, b'x'), server.get_last_error()]") == [False, 1005]
 
 
 def test_close_of_a_session_that_never_existed_returns_false(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.ask("server.close(9999)") is False
     assert client.request(b"unaffected") == b"unaffected"
@@ -191,31 +209,48 @@ def test_close_of_a_session_that_never_existed_returns_false(start_server, conne
 
 def test_send_to_a_closed_session_fails_with_session_not_exist(start_server, connect):
     server = start_server(ECHO)
-    gone = connect(server.port)
+    gone = connect(server)
     gone.request(b"x")
     gone.close()
     gone_fd = server.wait_event("close")["fd"]
-    client = connect(server.port)
+    client = connect(server)
 
     reply = client.ask(f"[server.send({gone_fd}, b'x'), server.get_last_error()]")
 
     assert reply == [False, 1005]
 
 
+def test_send_inside_close_of_a_session_the_server_closed_fails_with_session_closed(start_server, connect):
+    server = start_server("""
+        server = recording_server(worker_num=1)
+        server.on("Close", lambda s, fd, rid: record(
+            "send_in_close", result=[s.send(fd, b"too late"), s.get_last_error()]))
+        serve(server)
+    """)
+    client = connect(server)
+    fd = client.ask("fd")
+    operator = connect(server)
+
+    assert operator.ask(f"server.close({fd})") is True
+
+    assert server.wait_event("send_in_close")["result"] == [False, 1004]
+    assert client.recv_eof() == b""
+
+
 def test_send_of_an_empty_payload_fails_with_no_payload(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.ask("[server.send(fd, b''), server.get_last_error()]") == [False, 550]
 
 
 def test_exist_is_true_only_for_open_sessions(start_server, connect):
     server = start_server(ECHO)
-    gone = connect(server.port)
+    gone = connect(server)
     gone.request(b"x")
     gone.close()
     gone_fd = server.wait_event("close")["fd"]
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.ask("server.exist(fd)") is True
     assert client.ask(f"server.exist({gone_fd})") is False
@@ -224,7 +259,7 @@ def test_exist_is_true_only_for_open_sessions(start_server, connect):
 
 def test_client_list_and_connections_name_every_open_session(start_server, connect):
     server = start_server(ECHO)
-    clients = [connect(server.port) for _ in range(4)]
+    clients = [connect(server) for _ in range(4)]
     for client in clients:
         client.request(b"x")
     fds = [e["fd"] for e in server.events("connect")]
@@ -237,12 +272,12 @@ def test_client_list_and_connections_name_every_open_session(start_server, conne
 
 def test_stats_count_connections_requests_and_bytes(start_server, connect):
     server = start_server(ECHO)
-    first = connect(server.port)
+    first = connect(server)
     for _ in range(3):
         first.request(b"abcd")
     first.close()
     server.wait_event("close")
-    second = connect(server.port)
+    second = connect(server)
 
     stats = second.ask("server.stats()")
 
@@ -265,7 +300,7 @@ def test_stats_count_connections_requests_and_bytes(start_server, connect):
 
 def test_a_large_payload_is_echoed_intact(start_server, connect):
     server = start_server(ECHO)
-    client = connect(server.port)
+    client = connect(server)
     payload = bytes(range(256)) * (4 * 4096)  # 4 MiB
 
     client.send(payload)
@@ -284,7 +319,7 @@ def test_a_reply_written_in_several_sends_arrives_in_order(start_server, connect
 
         serve(server)
     """)
-    client = connect(server.port)
+    client = connect(server)
     client.send(b"go")
 
     assert [json.loads(client.recv_line()) for _ in range(100)] == list(range(100))
@@ -295,7 +330,7 @@ def test_tcp6_echo(start_server, connect):
         server = recording_server("::1", sock_type=SockType.TCP6)
         serve(server)
     """)
-    client = connect(server.port, host="::1")
+    client = connect(server, host="::1")
 
     assert client.request(b"over ipv6") == b"over ipv6"
     assert client.ask("server.get_client_info(fd)['remote_ip']") == "::1"

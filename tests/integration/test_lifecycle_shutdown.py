@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -16,7 +17,7 @@ serve(server)
 
 def stop(server, connect, how: str) -> None:
     if how == "shutdown()":
-        assert connect(server.port).ask("server.shutdown()") is True
+        assert connect(server).ask("server.shutdown()") is True
     elif how.endswith(" to the group"):
         server.signal_group(getattr(signal, how.split()[0]))
     else:
@@ -72,7 +73,7 @@ def test_manager_start_runs_in_the_starting_process_only_with_several_workers(st
 
 def test_a_stopped_server_closes_its_connections(start_server, connect):
     server = start_server(SERVER, worker_num=2)
-    clients = [connect(server.port) for _ in range(3)]
+    clients = [connect(server) for _ in range(3)]
     for client in clients:
         client.request(b"x")
 
@@ -80,3 +81,52 @@ def test_a_stopped_server_closes_its_connections(start_server, connect):
 
     assert server.wait_exit() == 0
     assert [client.recv_eof() for client in clients] == [b"", b"", b""]
+
+
+@pytest.mark.parametrize("worker_num", [1, 2])
+def test_an_idle_server_stops_promptly(start_server, worker_num):
+    server = start_server(SERVER, worker_num=worker_num)
+    server.wait_events("worker_start", worker_num)
+
+    signalled = time.monotonic()
+    server.signal(signal.SIGTERM)
+    server.wait_exit()
+
+    assert time.monotonic() - signalled < 0.75
+
+
+def test_a_graceful_stop_lets_an_in_flight_coroutine_reply_before_closing(start_server, connect):
+    server = start_server("""
+        server = recording_server(worker_num=1)
+
+        @server.on("Receive")
+        async def on_receive(server, fd, reactor_id, data):
+            server.shutdown()
+            await asyncio.sleep(0.05)  # the worker handles its stop meanwhile
+            record("replying", ok=server.send(fd, b"last reply"))
+
+        serve(server)
+    """)
+    client = connect(server)
+
+    client.send(b"stop the server")
+
+    assert server.wait_exit() == 0
+    assert server.events("replying")[0]["ok"] is True
+    assert client.recv_eof() == b"last reply"
+
+
+def test_a_client_that_reads_nothing_does_not_hold_up_the_stop(start_server, connect):
+    server = start_server("""
+        server = recording_server(worker_num=1, max_wait_time=1)
+        server.on("Receive", lambda s, fd, rid, data: record("flooded", ok=s.send(fd, b"x" * (16 << 20))))
+        serve(server)
+    """)
+    client = connect(server)
+    client.send(b"flood me, I will not read")
+    server.wait_event("flooded")
+
+    server.signal(signal.SIGTERM)
+
+    assert server.wait_exit(timeout=5) == 0
+    assert server.kinds()[-2:] == ["shutdown", "start_returned"]

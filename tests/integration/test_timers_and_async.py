@@ -82,12 +82,30 @@ def test_clear_timer_cancels_a_pending_after_and_refuses_an_unknown_id(start_ser
     assert (cleared["ok"], cleared["unknown"]) == (True, False)
 
 
+def test_an_exception_in_a_tick_is_logged_and_the_tick_goes_on(start_server):
+    server = start_server("""
+        server = recording_server(worker_num=1)
+
+        def on_tick(timer_id):
+            record("tick")
+            raise RuntimeError("raised in a tick on purpose")
+
+        server.on("WorkerStart", lambda s, wid: s.tick(10, on_tick))
+        serve(server)
+    """)
+
+    server.wait_events("tick", 3)
+
+    assert "raised in a tick on purpose" in server.log()
+    assert "Traceback" in server.log()
+
+
 def test_a_timer_set_in_receive_can_reply_later(start_server, connect):
     server = start_server("""
         server = recording_server(worker_num=1)
         serve(server)
     """)
-    client = connect(server.port)
+    client = connect(server)
 
     timer_id = client.ask("server.after(30, server.send, fd, b'late reply')")
 
@@ -116,11 +134,11 @@ serve(server)
 
 def test_a_slow_coroutine_receive_does_not_stall_other_connections(start_server, connect):
     server = start_server(ASYNC_RECEIVE)
-    slow = connect(server.port)
+    slow = connect(server)
     slow.send(b"slow")
     server.wait_event("slow_started")
 
-    fast = connect(server.port)
+    fast = connect(server)
 
     assert fast.request(b"fast") == b"fast"  # while the slow coroutine is still waiting
     server.release("slow")
@@ -129,7 +147,7 @@ def test_a_slow_coroutine_receive_does_not_stall_other_connections(start_server,
 
 def test_an_exception_in_a_coroutine_callback_is_logged_and_serving_goes_on(start_server, connect):
     server = start_server(ASYNC_RECEIVE)
-    client = connect(server.port)
+    client = connect(server)
 
     client.send(b"raise")
 
@@ -154,7 +172,7 @@ def test_coroutine_connect_and_close_callbacks_run(start_server, connect):
 
         serve(server)
     """)
-    client = connect(server.port)
+    client = connect(server)
 
     assert client.recv_line() == b"welcome\n"
     client.close()

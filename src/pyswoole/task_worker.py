@@ -1,0 +1,275 @@
+"""A task worker: runs the Task callback for the tasks event workers send it, and sends the results back.
+
+By default a plain blocking loop, one task at a time (Swoole's default): the worker waits on its pipe (and on
+the shared queue in ``task_ipc_mode`` 3) with ``select``, so a SIGTERM lets it finish the task at hand and
+stop. With ``task_enable_coroutine`` it runs an event loop instead: Task may be ``async def``, gets a
+:class:`Task` object, and several tasks may be in flight at once.
+
+A task worker exits after ``task_max_request`` tasks (plus grace); the tasks still queued on its pipe wait
+there for its replacement, which inherits the pipe, so none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import ipc, log, pipes
+from .constants import EventType, WorkerStatus
+from .log import logger
+from .shm import Slot
+from .tasks import CALLBACK, COROUTINE, NOREPLY, WAITALL, PayloadError, deliver_pipe_message, pack_payload, unpack_payload
+from .timers import Timers
+
+if TYPE_CHECKING:
+    from .server import Server
+
+_BUSY, _IDLE = int(WorkerStatus.BUSY), int(WorkerStatus.IDLE)
+
+
+@dataclass
+class Task:
+    """What Task receives with ``task_enable_coroutine``."""
+
+    data: Any
+    id: int
+    worker_id: int  # the event worker that sent it
+    flags: int
+    dispatch_time: float
+    _worker: TaskWorker = field(repr=False)
+    _finished: bool = field(default=False, repr=False)
+
+    def finish(self, data: Any) -> bool:
+        """Send the result to the worker that sent the task (once)."""
+        if self._finished:
+            return False
+        self._finished = True
+        return self._worker.reply(self.id, self.worker_id, self.flags, data)
+
+
+def request_limit(limit: int, grace: int) -> int:
+    """Swoole's recycling point: ``limit`` plus a random grace in 1..grace (0: never)."""
+    if limit <= 0:
+        return 0
+    return limit + (random.randint(1, grace) if grace > 0 else 0)
+
+
+class TaskWorker:
+    def __init__(self, server: Server, worker_id: int) -> None:
+        self.server = server
+        self.worker_id = worker_id
+        self.shared = server._shared
+        self.slot = self.shared.slot(worker_id)  # type: ignore[union-attr]
+        setting = server.setting
+        self.coroutine: bool = setting["task_enable_coroutine"]
+        self.limit = request_limit(setting["task_max_request"], setting["task_max_request_grace"])
+        pipes_ = server._pipes
+        self.sources = [pipes_.worker_ends[worker_id]]  # type: ignore[union-attr]
+        if setting["task_ipc_mode"] == 3:
+            self.sources.append(pipes_.task_queue_reader)  # type: ignore[union-attr]
+        self.done = 0
+        self.stopping = False
+        self.current: ipc.Message | None = None  # the task Task is running now (blocking mode)
+        self._finished = False
+        self._reassembler = ipc.Reassembler()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.timers: Timers | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def run(self) -> None:
+        server = self.server
+        log.set_role("task_worker", self.worker_id)
+        self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)  # type: ignore[union-attr]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager turns Ctrl-C into SIGTERM for us
+        server._enter_task_worker(self)
+        try:
+            if self.coroutine:
+                self._run_loop()
+            else:
+                self._run_blocking()
+        finally:
+            self.slot[Slot.STATUS] = int(WorkerStatus.EXIT)
+
+    # Blocking mode --------------------------------------------------------------------------------------
+
+    def _run_blocking(self) -> None:
+        server = self.server
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(signal.SIGTERM, lambda signum, frame: self.stop())
+        server._call_event("worker_start", server, self.worker_id)
+        manager_pid = os.getppid()
+        while not self.stopping:
+            readable, _, _ = select.select([*self.sources, wake_read], [], [], 1.0)
+            if os.getppid() != manager_pid:
+                logger.warning("manager process is gone, task worker %d stops", self.worker_id)
+                break
+            for sock in readable:
+                if sock == wake_read:
+                    os.read(wake_read, 512)
+                    continue
+                for message in pipes.read_datagrams(sock, self._reassembler):  # type: ignore[arg-type]
+                    self.handle(message)
+        server._call_event("worker_stop", server, self.worker_id)
+        os.close(wake_read)
+        os.close(wake_write)
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def handle(self, message: ipc.Message) -> None:
+        kind = message.type
+        if kind == EventType.TASK:
+            self._run_task(message)
+            if self.limit and self.done >= self.limit:
+                self.stop()  # the rest of the queue waits for the replacement
+        elif kind == EventType.PIPE_MESSAGE:
+            deliver_pipe_message(self.server, message, self._call)
+        elif kind == EventType.SHUTDOWN:
+            self.stop()
+        else:
+            logger.warning("unexpected message type %d on task worker pipe", kind)
+
+    def _run_task(self, message: ipc.Message) -> None:
+        server = self.server
+        slot = self.slot
+        slot[Slot.TASK_STARTED] += 1
+        slot[Slot.STATUS] = _BUSY
+        try:
+            data = unpack_payload(message.data, message.ext_flags)
+        except PayloadError as exc:
+            logger.error("task %d from worker %d dropped: %s", message.fd, message.reactor_id, exc)
+            self.reply(message.fd, message.reactor_id, message.ext_flags, False)
+            slot[Slot.STATUS] = _IDLE
+            return
+        callback = server.get_callback("task")
+        if self.coroutine:
+            task = Task(data, message.fd, message.reactor_id, message.ext_flags, message.time, self)
+            self._call(callback, (server, task), lambda result: self._task_done(task, result))  # type: ignore[arg-type]
+        else:
+            self.current, self._finished = message, False
+            try:
+                result = callback(server, message.fd, message.reactor_id, data)  # type: ignore[misc]
+            except Exception:
+                logger.exception("Task callback failed (task %d from worker %d)", message.fd, message.reactor_id)
+                result = False if message.ext_flags & WAITALL else None  # a waiter gets False
+            if result is not None and not self._finished:
+                self.finish(result)
+            self.current = None
+            self._count_done()
+
+    def _task_done(self, task: Task, result: Any) -> None:
+        if result is not None and not task._finished:
+            task.finish(result)
+        self._count_done()
+
+    def _count_done(self) -> None:
+        self.done += 1
+        self.slot[Slot.REQUEST] += 1
+        self.slot[Slot.STATUS] = _IDLE
+
+    def finish(self, data: Any) -> bool:
+        """``server.finish()`` inside Task (blocking mode)."""
+        message = self.current
+        if message is None or self._finished:
+            return False
+        if self.coroutine:
+            logger.warning("finish: with task_enable_coroutine use Task.finish()")
+            return False
+        self._finished = True
+        return self.reply(message.fd, message.reactor_id, message.ext_flags, data)
+
+    def reply(self, task_id: int, source: int, task_flags: int, data: Any) -> bool:
+        """Send a task's result to the event worker that sent it: its result pipe if it blocks in
+        task_wait, else its worker pipe (Finish, the per-task callback, or an awaiting task_co)."""
+        if task_flags & NOREPLY or source < 0:
+            return False
+        server = self.server
+        try:
+            payload, flags = pack_payload(data, server.setting["task_tmpdir"])
+        except PayloadError as exc:
+            logger.error("result of task %d: %s; the waiter gets False", task_id, exc)
+            payload, flags = pack_payload(False, server.setting["task_tmpdir"])
+        flags |= task_flags & (CALLBACK | COROUTINE)
+        pipes_ = server._pipes
+        sock = pipes_.result_writers[source] if task_flags & WAITALL else pipes_.master_ends[source]  # type: ignore[union-attr]
+        message = ipc.Message(EventType.FINISH, task_id, self.worker_id, ext_flags=flags, data=payload)
+        return pipes.send_blocking(sock, ipc.encode(message, server._msg_ids()))
+
+    def _call(self, callback: Any, args: tuple[Any, ...], then: Any = None) -> None:
+        """Run a callback (plain, or a coroutine on the loop in coroutine mode); ``then(result)`` after."""
+        try:
+            result = callback(*args)
+        except Exception:
+            logger.exception("%s callback failed", getattr(callback, "__qualname__", callback))
+            result = None
+        if asyncio.iscoroutine(result):
+            if self.loop is None:
+                logger.error("%s is async: set task_enable_coroutine to run it", callback.__qualname__)
+                result.close()
+                result = None
+            else:
+                task = self.loop.create_task(result)
+                self._tasks.add(task)
+
+                def done(task: asyncio.Task[Any]) -> None:
+                    self._tasks.discard(task)
+                    value = None
+                    if not task.cancelled():
+                        if task.exception() is not None:
+                            exc = task.exception()
+                            logger.error("%s callback failed", callback.__qualname__,
+                                         exc_info=(type(exc), exc, exc.__traceback__))
+                        else:
+                            value = task.result()
+                    if then is not None:
+                        then(value)
+
+                task.add_done_callback(done)
+                return
+        if then is not None:
+            then(result)
+
+    # Coroutine mode -------------------------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        loop = self.loop = self.server._new_loop()
+        asyncio.set_event_loop(loop)
+        self.timers = Timers(loop)
+        self.server._timers = self.timers
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    async def _serve(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        server = self.server
+        self._stopped = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        for sock in self.sources:
+            loop.add_reader(sock.fileno(), self._read, sock)
+        server._call_event("worker_start", server, self.worker_id)
+        await self._stopped
+        for sock in self.sources:
+            loop.remove_reader(sock.fileno())
+        deadline = time.monotonic() + server.setting["max_wait_time"]
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        server._call_event("worker_stop", server, self.worker_id)
+
+    def _read(self, sock: Any) -> None:
+        for message in pipes.read_datagrams(sock, self._reassembler):
+            self.handle(message)
