@@ -65,16 +65,46 @@ class ServerConfig:
 
 
 # Rows in display order. A candidate may be added by one line; its baseline must be listed.
+# A baseline may itself be a candidate (PROCESS rows -> BASE 1 worker -> uvloop 1 proc): every row whose
+# chain ends in the same root baseline is run in that root's group, so each pair is measured in the same
+# repetition, a few runs apart at most.
 CONFIGS: tuple[ServerConfig, ...] = (
     ServerConfig("uvloop 1 proc", "uvloop_echo.py", ("--workers", "1")),
     ServerConfig("BASE 1 worker", "pyswoole_echo.py", ("--mode", "base", "--workers", "1"),
                  baseline="uvloop 1 proc", target=0.85),
+    ServerConfig("PROCESS 1 worker / 1 reactor", "pyswoole_echo.py",
+                 ("--mode", "process", "--workers", "1", "--reactors", "1"),
+                 baseline="BASE 1 worker", target=0.5),
+    ServerConfig("PROCESS 2 workers / 1 reactor", "pyswoole_echo.py",
+                 ("--mode", "process", "--workers", "2", "--reactors", "1"),
+                 baseline="BASE 1 worker"),
+    ServerConfig("PROCESS 2 workers / 2 reactors", "pyswoole_echo.py",
+                 ("--mode", "process", "--workers", "2", "--reactors", "2"),
+                 baseline="BASE 1 worker"),
     ServerConfig("uvloop 2 procs", "uvloop_echo.py", ("--workers", "2")),
     ServerConfig("BASE 2 workers", "pyswoole_echo.py", ("--mode", "base", "--workers", "2"),
                  baseline="uvloop 2 procs"),
-    # ServerConfig("PROCESS 2 workers", "pyswoole_echo.py", ("--mode", "process", "--workers", "2"),
-    #              baseline="uvloop 2 procs"),
 )
+
+
+def check_configs(configs: tuple[ServerConfig, ...]) -> None:
+    """Names unique, every baseline a listed row, no baseline chain that loops."""
+    by_name = {config.name: config for config in configs}
+    if len(by_name) != len(configs):
+        raise ValueError("CONFIGS: duplicate row names")
+    for config in configs:
+        seen = {config.name}
+        row = config
+        while row.baseline is not None:
+            if row.baseline not in by_name:
+                raise ValueError(f"CONFIGS: {row.name!r} has an unknown baseline {row.baseline!r}")
+            if row.baseline in seen:
+                raise ValueError(f"CONFIGS: the baselines of {config.name!r} loop")
+            seen.add(row.baseline)
+            row = by_name[row.baseline]
+
+
+check_configs(CONFIGS)
 
 
 @dataclass(frozen=True)
@@ -409,27 +439,41 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
 
 
 def select_configs(only: list[str] | None, self_check: bool) -> list[ServerConfig]:
-    """The rows to run: those matching --only, plus the baselines they are divided by."""
+    """The rows to run: those matching --only, plus the chain of baselines they are divided by."""
     by_name = {config.name: config for config in CONFIGS}
     wanted = {config.name for config in CONFIGS
               if not only or any(pattern.lower() in config.name.lower() for pattern in only)}
-    wanted |= {by_name[name].baseline for name in wanted if by_name[name].baseline}
+    for name in list(wanted):
+        while by_name[name].baseline is not None:
+            name = by_name[name].baseline
+            wanted.add(name)
     selected = [config for config in CONFIGS if config.name in wanted]
     if self_check:
-        # A/A check: each baseline against itself shows how much the machine alone moves the ratio.
-        for config in [c for c in selected if c.baseline is None]:
+        # A/A check: each row that others are divided by, against itself, shows how much the machine alone
+        # moves the ratio.
+        divisors = {c.baseline for c in selected}
+        for config in [c for c in selected if c.baseline is None or c.name in divisors]:
             twin = ServerConfig(f"{config.name} (A/A)", config.script, config.args, baseline=config.name)
             selected.insert(selected.index(config) + 1, twin)
     return selected
 
 
-def schedule(configs: list[ServerConfig], repeat: int) -> Iterator[tuple[int, ServerConfig]]:
-    """Each baseline next to its candidates, the order flipped every repetition and every group.
+def root_of(config: ServerConfig, by_name: dict[str, ServerConfig]) -> str:
+    while config.baseline is not None:
+        config = by_name[config.baseline]
+    return config.name
 
-    Flipping cancels a steady drift (thermal, a neighbour's load) between the two halves of a pair.
+
+def schedule(configs: list[ServerConfig], repeat: int) -> Iterator[tuple[int, ServerConfig]]:
+    """Each root baseline next to every row that depends on it, the order flipped every repetition and
+    every group.
+
+    A group is a root baseline followed by all the rows whose chain of baselines ends in it, in the order of
+    ``configs``. Flipping cancels a steady drift (thermal, a neighbour's load) between the two halves of a pair.
     """
-    groups = [[base, *(c for c in configs if c.baseline == base.name)]
-              for base in configs if base.baseline is None]
+    by_name = {config.name: config for config in configs}
+    groups = [[config for config in configs if root_of(config, by_name) == root.name]
+              for root in configs if root.baseline is None]
     for repetition in range(repeat):
         for index, group in enumerate(groups):
             yield from ((repetition, config) for config in (group if (repetition + index) % 2 == 0 else group[::-1]))
@@ -601,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             result = measure(config, repetition, echoload, load)
             results.append(result)
-            prefix = f"[{number:2}/{len(plan)}] rep {repetition + 1} {config.name:<22}"
+            prefix = f"[{number:2}/{len(plan)}] rep {repetition + 1} {config.name:<30}"
             if result.ok:
                 print(f"{prefix} rps {result.rps:>9,.0f}  p50 {result.p50_us:8.1f} us  p99 {result.p99_us:8.1f} us  "
                       f"errors {result.errors}  server_cpu {result.server_cpu}  "

@@ -1,7 +1,8 @@
 """Candidate echo server: the same echo as ``uvloop_echo.py``, on pyswoole.
 
 Every byte received is sent straight back from the Receive callback. ``--mode``
-selects BASE or PROCESS, so a PROCESS row in the bench is one more config line.
+selects BASE or PROCESS, so a PROCESS row in the bench is one more config line;
+``--reactors`` sets PROCESS mode's reactor_num (pyswoole clamps it to worker_num).
 ``server.start()`` blocks; SIGTERM stops the server with all its processes.
 """
 
@@ -26,10 +27,19 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="worker_num (default 1)")
     parser.add_argument("--mode", choices=sorted(MODES), default="base")
+    parser.add_argument("--reactors", type=int, help="reactor_num, PROCESS mode only (default: pyswoole's)")
     args = parser.parse_args()
+    settings = {"worker_num": args.workers, "log_level": LOG_LEVEL_WARNING}
+    if args.reactors is not None:
+        if args.mode != "process":
+            parser.error("--reactors is for --mode process (BASE workers are their own reactors)")
+        if not 1 <= args.reactors <= args.workers:
+            # Caught here: pyswoole would clamp it with a warning and the row would measure something else.
+            parser.error(f"--reactors must be 1..{args.workers} (reactor_num is clamped to worker_num)")
+        settings["reactor_num"] = args.reactors
 
     server = Server(HOST, args.port, MODES[args.mode])
-    server.set(worker_num=args.workers, log_level=LOG_LEVEL_WARNING)
+    server.set(settings)
     server.on("Receive", echo)
     server.start()
     return 0

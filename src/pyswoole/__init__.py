@@ -3,6 +3,7 @@
 from .constants import ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
 from .port import Port
+from .process import Process
 from .server import Server
 
 SWOOLE_BASE = Mode.BASE
@@ -16,7 +17,7 @@ SWOOLE_SOCK_UNIX_DGRAM = SockType.UNIX_DGRAM
 SWOOLE_SSL = SockType.SSL
 
 __all__ = [
-    "Server", "Port", "Mode", "SockType", "ServerError", "ErrorCode", "WorkerStatus",
+    "Server", "Port", "Process", "Mode", "SockType", "ServerError", "ErrorCode", "WorkerStatus",
     "SWOOLE_BASE", "SWOOLE_PROCESS", "SWOOLE_SOCK_TCP", "SWOOLE_SOCK_TCP6", "SWOOLE_SOCK_UDP",
     "SWOOLE_SOCK_UDP6", "SWOOLE_SOCK_UNIX_STREAM", "SWOOLE_SOCK_UNIX_DGRAM", "SWOOLE_SSL",
 ]

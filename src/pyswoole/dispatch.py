@@ -22,14 +22,18 @@ HASH_MODES = frozenset({2, 4, 8})
 DISCARD = -1
 FALLBACK = -3  # a dispatch_func's answer meaning "use dispatch_mode"
 _IDLE = int(WorkerStatus.IDLE)
+_NATIVE_U32 = struct.Struct("=I")
 
 
 def address_key(ip: str) -> int:
-    """Swoole's IP hash: an IPv4 address as an integer, anything else its CRC32."""
-    try:
-        return struct.unpack("!I", socket.inet_aton(ip))[0] if ip and ":" not in ip else zlib.crc32(ip.encode())
-    except OSError:
-        return zlib.crc32(ip.encode())
+    """Swoole's IP hash: an IPv4 address's 4 bytes read as a native integer; for IPv6 its last 4 bytes;
+    anything else (a UNIX path) its CRC32."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return _NATIVE_U32.unpack(socket.inet_pton(family, ip)[-4:])[0]
+        except OSError:
+            continue
+    return zlib.crc32(ip.encode())
 
 
 class Dispatcher:

@@ -1,11 +1,17 @@
-"""The manager: forks the workers, reaps them, replaces the ones that die, and stops them all.
+"""The manager: forks and supervises the workers, task workers and user processes; reloads and stops them.
 
 Shaped like gunicorn's arbiter: signal handlers only record the signal and wake the loop (through
-``signal.set_wakeup_fd``); the loop acts. The manager runs no event loop and no user code but its own
-callbacks (ManagerStart, ManagerStop, WorkerError), so forking from it is safe.
+``signal.set_wakeup_fd``); the loop acts, one small method per action. The manager runs no event loop and no
+user code but its own callbacks (ManagerStart/Stop, WorkerError, BeforeReload/AfterReload), so forking from
+it is safe.
 
-A worker that dies soon after it started (an exception in WorkerStart, an import error) is restarted after a
-growing delay, so that a broken deploy logs a line a second instead of spinning a core.
+* A child that exits is replaced in the same slot and id. One that dies soon after it started (an import
+  error, a crash in WorkerStart) is restarted after a growing delay, so a broken deploy logs a line a
+  second instead of spinning a core.
+* Reload (SIGUSR1: every worker and task worker; SIGUSR2: task workers only): BeforeReload, then each old
+  worker gets SIGTERM and drains. With ``reload_async`` its replacement starts at once; without, one worker
+  at a time. AfterReload when the last old one is gone; whoever outlives ``max_wait_time`` is killed.
+* An event worker whose loop stops beating for ``worker_timeout`` seconds is killed and replaced.
 """
 
 from __future__ import annotations
@@ -29,23 +35,37 @@ if TYPE_CHECKING:
 FAST_EXIT = 1.0  # a worker that dies within this many seconds of starting counts as a crash loop
 MAX_BACKOFF = 8.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+HANDLED_SIGNALS = (*STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGCHLD, signal.SIGRTMIN)
 
 
 class Manager:
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.worker_num: int = server.setting["worker_num"]
-        self.task_worker_num: int = server.setting["task_worker_num"]
+        setting = server.setting
+        self.worker_num: int = setting["worker_num"]
+        self.task_worker_num: int = setting["task_worker_num"]
+        self.user_ids = range(self.worker_num + self.task_worker_num,
+                              self.worker_num + self.task_worker_num + len(server._processes))
         self.pids: dict[int, int] = {}  # pid -> worker id
+        self.current: dict[int, int] = {}  # worker id -> pid of its current incarnation
         self.started_at: dict[int, float] = {}  # worker id -> start time of the current incarnation
         self.failures: dict[int, int] = {}  # worker id -> consecutive fast crashes
         self.respawn_at: dict[int, float] = {}  # worker id -> when a delayed restart is due
         self.signals: deque[int] = deque()
         self.running = True
+        self.master_pid = 0
+        # Reload in progress: old pids still to go, pids waiting for their SIGTERM (rolling), the deadline.
+        self.reloading: set[int] = set()
+        self.reload_queue: deque[int] = deque()
+        self.reload_deadline = 0.0
+        self.worker_timeout: float = setting["worker_timeout"]
+        self._next_stats = 0.0
 
     def run(self) -> None:
         server = self.server
         log.set_role("manager")
+        server._set_title("manager")
         server._manager_pid = os.getpid()
         server._shared.globals[Global.MANAGER_PID] = server._manager_pid  # type: ignore[union-attr]
         # PROCESS mode: the manager is the master's child and must not outlive it.
@@ -54,28 +74,30 @@ class Manager:
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
-        previous = {sig: signal.signal(sig, self._record) for sig in (*STOP_SIGNALS, signal.SIGCHLD)}
+        previous = {sig: signal.signal(sig, self._record) for sig in HANDLED_SIGNALS}
         try:
-            # As Swoole: task workers first (ids after the event workers), then the event workers.
-            for worker_id in range(self.worker_num, self.worker_num + self.task_worker_num):
-                self.spawn(worker_id)
-            for worker_id in range(self.worker_num):
+            # As Swoole: task workers first (their ids follow the event workers'), event workers, user processes.
+            for worker_id in (*range(self.worker_num, self.worker_num + self.task_worker_num),
+                              *range(self.worker_num), *self.user_ids):
                 self.spawn(worker_id)
             server._call_event("manager_start", server)
             while self.running:
                 if self.master_pid and os.getppid() != self.master_pid:
                     logger.warning("master process is gone, the manager stops")
-                    self.running = False
                     break
                 self._handle_signals()
                 if not self.running:
                     break
                 self._reap()
                 self._respawn_due()
+                self._advance_reload()
+                self._check_heartbeats()
+                self._write_stats()
                 self._sleep(wake_read)
+            self.running = False
             if server.mode == Mode.BASE:  # PROCESS mode: the master runs it
                 server._call_event("before_shutdown", server)
-            self._stop_workers()
+            self._stop_children()
             server._call_event("manager_stop", server)
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -88,13 +110,15 @@ class Manager:
         self.signals.append(signum)
 
     def _sleep(self, wake_read: int) -> None:
-        timeout = 1.0
-        if self.respawn_at:
-            timeout = max(0.0, min(timeout, min(self.respawn_at.values()) - time.monotonic()))
         if self.signals:
             return
+        timeout = 1.0
+        if self.respawn_at:
+            timeout = min(timeout, min(self.respawn_at.values()) - time.monotonic())
+        if self.reloading or self.worker_timeout:
+            timeout = min(timeout, 0.1)
         try:
-            select.select([wake_read], [], [], timeout)
+            select.select([wake_read], [], [], max(0.0, timeout))
             while os.read(wake_read, 512):
                 pass
         except (BlockingIOError, InterruptedError):
@@ -105,6 +129,12 @@ class Manager:
             signum = self.signals.popleft()
             if signum in STOP_SIGNALS:
                 self.running = False
+            elif signum in RELOAD_SIGNALS:
+                self.reload(only_task_workers=signum == signal.SIGUSR2)
+            elif signum == signal.SIGRTMIN:
+                log.reopen()
+                for pid in list(self.pids):
+                    _kill(pid, signal.SIGRTMIN)
 
     # Children -------------------------------------------------------------------------------------------
 
@@ -114,14 +144,18 @@ class Manager:
         pid = os.fork()
         if pid:
             self.pids[pid] = worker_id
+            self.current[worker_id] = pid
             self.started_at[worker_id] = time.monotonic()
             return
         code = 0
         try:
             signal.set_wakeup_fd(-1)
-            for sig in (*STOP_SIGNALS, signal.SIGCHLD):
+            for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
-            self.server._run_worker(worker_id)
+            if worker_id in self.user_ids:
+                self.server._run_user_process(worker_id)
+            else:
+                self.server._run_worker(worker_id)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -144,23 +178,28 @@ class Manager:
             if worker_id is None:
                 logger.warning("unknown child process %d exited", pid)
                 continue
-            self._on_worker_exit(worker_id, pid, status)
+            self._on_exit(worker_id, pid, status)
 
-    def _on_worker_exit(self, worker_id: int, pid: int, status: int) -> None:
+    def _on_exit(self, worker_id: int, pid: int, status: int) -> None:
         server = self.server
         exit_code = os.waitstatus_to_exitcode(status)
         signo = -exit_code if exit_code < 0 else 0
         exit_code = max(exit_code, 0)
-        slot = server._shared.slot(worker_id)
-        slot[Slot.STATUS] = int(WorkerStatus.EXIT)
-        slot[Slot.CONNECTION_NUM] = 0  # its sockets died with it
+        was_reloading = pid in self.reloading
+        self.reloading.discard(pid)
         if exit_code or signo:
             logger.warning("worker(pid=%d, id=%d) abnormal exit, status=%d, signal=%d", pid, worker_id, exit_code, signo)
             server._call_event("worker_error", server, worker_id, pid, exit_code, signo)
+        if self.current.get(worker_id) != pid:
+            return  # an old incarnation, replaced already (reload_async): nothing more to do
+        del self.current[worker_id]
+        slot = server._shared.slot(worker_id)  # type: ignore[union-attr]
+        slot[Slot.STATUS] = int(WorkerStatus.EXIT)
+        slot[Slot.CONNECTION_NUM] = 0  # its sockets died with it
         if not self.running:
             return
         lived = time.monotonic() - self.started_at.get(worker_id, 0.0)
-        if (exit_code or signo) and lived < FAST_EXIT:
+        if (exit_code or signo) and lived < FAST_EXIT and not was_reloading:
             failures = self.failures[worker_id] = self.failures.get(worker_id, 0) + 1
             delay = min(MAX_BACKOFF, 0.1 * 2 ** failures)
             logger.warning("worker %d died %.2fs after starting; restarting it in %.1fs", worker_id, lived, delay)
@@ -176,8 +215,85 @@ class Manager:
                 del self.respawn_at[worker_id]
                 self.spawn(worker_id)
 
-    def _stop_workers(self) -> None:
-        """SIGTERM every worker, wait for them, SIGKILL whoever outlives twice max_wait_time."""
+    # Reload ---------------------------------------------------------------------------------------------
+
+    def reload(self, only_task_workers: bool) -> bool:
+        """Start a graceful reload; False if one is already running or there is nothing to reload."""
+        server = self.server
+        if self.reloading:
+            return False
+        ids = range(self.worker_num, self.worker_num + self.task_worker_num) if only_task_workers else \
+            range(self.worker_num + self.task_worker_num)
+        if only_task_workers and not self.task_worker_num:
+            logger.warning("cannot reload task workers, task workers is not started")
+            return False
+        logger.info("Server is reloading %s now", "task workers" if only_task_workers else "all workers")
+        server._call_event("before_reload", server)
+        pids = [self.current[worker_id] for worker_id in ids if worker_id in self.current]
+        self.reloading = set(pids)
+        self.reload_deadline = time.monotonic() + server.setting["max_wait_time"]
+        if server.setting["reload_async"] and not only_task_workers:
+            for pid in pids:
+                worker_id = self.pids[pid]
+                _kill(pid, signal.SIGTERM)
+                del self.current[worker_id]  # the old one drains on; its slot goes to a new one now
+                self.spawn(worker_id)
+        else:
+            self.reload_queue = deque(pids)
+            self._next_in_rolling_reload()
+        self._advance_reload()
+        return True
+
+    def _next_in_rolling_reload(self) -> None:
+        while self.reload_queue:
+            pid = self.reload_queue.popleft()
+            if pid in self.reloading:
+                self.reload_deadline = time.monotonic() + self.server.setting["max_wait_time"]
+                _kill(pid, signal.SIGTERM)
+                return
+
+    def _advance_reload(self) -> None:
+        if not self.reloading and not self.reload_queue:
+            if self.reload_deadline:
+                self.reload_deadline = 0.0
+                self.server._call_event("after_reload", self.server)
+            return
+        in_flight = self.reloading - set(self.reload_queue)
+        if not in_flight:
+            self._next_in_rolling_reload()
+        elif time.monotonic() >= self.reload_deadline:
+            for pid in in_flight:
+                logger.warning("force kill worker process(pid=%d, id=%d)", pid, self.pids.get(pid, -1))
+                _kill(pid, signal.SIGKILL)
+            self.reload_deadline = time.monotonic() + 1.0
+
+    # Health ---------------------------------------------------------------------------------------------
+
+    def _check_heartbeats(self) -> None:
+        """Kill an event worker whose loop has not beaten for worker_timeout seconds (it is wedged)."""
+        if not self.worker_timeout:
+            return
+        now_ms = int(time.monotonic() * 1000)
+        limit_ms = self.worker_timeout * 1000
+        for worker_id in range(self.worker_num):
+            pid = self.current.get(worker_id)
+            beat = self.server._shared.slot(worker_id)[Slot.HEARTBEAT_MS]  # type: ignore[union-attr]
+            if pid is not None and beat and now_ms - beat > limit_ms and pid not in self.reloading:
+                logger.warning("worker(pid=%d, id=%d) has not answered for %.1fs (worker_timeout), killed",
+                               pid, worker_id, (now_ms - beat) / 1000)
+                _kill(pid, signal.SIGKILL)
+                self.server._shared.slot(worker_id)[Slot.HEARTBEAT_MS] = 0  # type: ignore[union-attr]
+
+    def _write_stats(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_stats:
+            self._next_stats = now + self.server.setting["stats_timer_interval"] / 1000
+            self.server._write_stats_file()
+
+    # Stop -----------------------------------------------------------------------------------------------
+
+    def _stop_children(self) -> None:
+        """SIGTERM every child, wait for them, SIGKILL whoever outlives twice max_wait_time."""
         self.respawn_at.clear()
         for pid in self.pids:
             _kill(pid, signal.SIGTERM)
@@ -194,7 +310,7 @@ class Manager:
                 pid, status = os.waitpid(-1, 0)
                 worker_id = self.pids.pop(pid, None)
                 if worker_id is not None:
-                    self._on_worker_exit(worker_id, pid, status)
+                    self._on_exit(worker_id, pid, status)
 
 
 def _kill(pid: int, sig: int) -> None:

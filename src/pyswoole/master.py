@@ -51,6 +51,7 @@ class Master:
     def run(self) -> None:
         server = self.server
         log.set_role("master")
+        server._set_title("master")
         loop = self.loop = server._new_loop()
         asyncio.set_event_loop(loop)
         self.timers = Timers(loop)
@@ -75,6 +76,8 @@ class Master:
                 loop.add_reader(port.fileno, self._accept, port)
         loop.add_signal_handler(signal.SIGTERM, self.shutdown)
         loop.add_signal_handler(signal.SIGINT, self.shutdown)
+        for forwarded in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGRTMIN):
+            loop.add_signal_handler(forwarded, self._forward_to_manager, forwarded)
         self._manager_fd = os.pidfd_open(self.manager_pid)  # readable once the manager has exited
         loop.add_reader(self._manager_fd, self._manager_exited)
         self.shared.globals[Global.MASTER_PID] = os.getpid()
@@ -90,6 +93,12 @@ class Master:
         await loop.run_in_executor(None, self._stop_reactors)
         await loop.run_in_executor(None, self._stop_manager)
         server._leave_master()
+
+    def _forward_to_manager(self, signum: int) -> None:
+        """Reload signals are the manager's business; the master also reopens its log (logrotate)."""
+        log.reopen()
+        if self.manager_pid:
+            os.kill(self.manager_pid, signum)
 
     def shutdown(self) -> None:
         if self._stopped is not None and not self._stopped.done():

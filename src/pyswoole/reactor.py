@@ -317,6 +317,7 @@ class ReactorThread:
         full = kind == EventType.BUFFER_FULL
         if not full:
             self.table.q[conn.base + Conn.OVERFLOW] = 0  # drained: send() is accepted again
+            self.table.q[conn.base + Conn.SEND_QUEUED_BYTES] = conn.send_queued_bytes()
         if full == conn.full:
             return
         conn.full = full
@@ -390,6 +391,7 @@ class ReactorThread:
     def write(self, conn: ReactorConnection, data: bytes) -> None:
         conn.write(data)
         self.table.d[conn.base + Conn.LAST_SEND_TIME] = conn.last_send_time
+        self.table.q[conn.base + Conn.SEND_QUEUED_BYTES] = conn.send_queued_bytes()
         if conn.full and conn.send_queued_bytes() >= self.buffer_limit:
             self.table.q[conn.base + Conn.OVERFLOW] = 1
             logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from .manager import Manager
 from .master import Master
 from .pipes import WorkerPipes
 from .port import Port, event_key, port_event_name
+from .process import Process
 from .shm import Global, SharedState, Slot
 from .task_worker import TaskWorker
 from .tasks import TaskClient
@@ -41,6 +43,11 @@ SERVER_EVENTS = (
 _SERVER_EVENT_KEYS = {name.replace("_", ""): name for name in SERVER_EVENTS}
 CLIENT_LIST_MAX = 100
 _RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
+
+try:
+    import setproctitle
+except ImportError:  # optional: without it processes keep the interpreter's name
+    setproctitle = None  # type: ignore[assignment]
 _now = time.time
 
 
@@ -65,12 +72,15 @@ class Server:
         self.ports: list[Port] = []
         self._started = False
         self._shutdown_done = False
+        self._wrote_pid_file = False
         self._shared: SharedState | None = None
         self._pipes: WorkerPipes | None = None
         self._worker: EventWorker | None = None
         self._master: Master | None = None
         self._task_worker: TaskWorker | None = None
         self._task_client: TaskClient | None = None
+        self._processes: list[Process] = []
+        self._manager: Manager | None = None
         self._timers: Timers | None = None
         self._msg_id_source: ipc.MessageIds | None = None
         self._msg_id_pid = 0
@@ -147,6 +157,9 @@ class Server:
         self._check_start(setting)
         self._started = True
         self.setting = setting
+        pid_file = setting.get("pid_file")
+        if setting["daemonize"]:
+            daemonize(setting.get("log_file"))
         for port in self.ports:
             port.resolve_protocol(self._settings, port is self.ports[0])
             port.listen(setting["backlog"], setting["enable_reuse_port"] and self.mode == Mode.BASE)
@@ -157,6 +170,9 @@ class Server:
                 self._start_base_mode()
             self._call_event("shutdown", self)
         finally:
+            if pid_file and self._wrote_pid_file:
+                _unlink(pid_file)
+                _unlink(stats_file_for(setting))
             self._started = False
             self._shutdown_done = True
             for port in self.ports:
@@ -169,19 +185,23 @@ class Server:
         """One process that is master and worker 0, or this process becomes the manager of the workers."""
         setting = self.setting
         worker_num, task_worker_num = setting["worker_num"], setting["task_worker_num"]
-        self._shared = shared = SharedState(worker_num + task_worker_num)
-        if worker_num == 1 and task_worker_num == 0 and setting["max_request"] == 0:
+        self._shared = shared = SharedState(worker_num + task_worker_num + len(self._processes))
+        self._write_pid_file()
+        if worker_num == 1 and task_worker_num == 0 and setting["max_request"] == 0 and not self._processes:
             shared.globals[Global.MASTER_PID] = os.getpid()
+            self._set_title("master")
             self._run_worker(0)
             return
         self._pipes = WorkerPipes(worker_num, task_worker_num)
-        Manager(self).run()
+        self._manager = Manager(self)
+        self._manager.run()
 
     def _start_process_mode(self) -> None:
         """Fork the manager first (no thread may exist at a fork), then run the master's threads here."""
         setting = self.setting
         worker_num, task_worker_num = setting["worker_num"], setting["task_worker_num"]
-        self._shared = SharedState(worker_num + task_worker_num, setting["reactor_num"], setting["max_connection"])
+        self._shared = SharedState(worker_num + task_worker_num + len(self._processes), setting["reactor_num"],
+                                   setting["max_connection"])
         self._shared.globals[Global.MASTER_PID] = os.getpid()  # known before the manager and workers start
         self._pipes = WorkerPipes(worker_num, task_worker_num)
         self._factory = ProcessFactory(self)
@@ -192,7 +212,8 @@ class Server:
         if manager_pid == 0:
             code = 0
             try:
-                Manager(self).run()
+                self._manager = Manager(self)
+                self._manager.run()
             except BaseException:
                 logger.exception("manager failed")
                 code = 255
@@ -202,6 +223,7 @@ class Server:
                 os._exit(code)
         self._manager_pid = manager_pid
         self._shared.globals[Global.MANAGER_PID] = manager_pid
+        self._write_pid_file()
         Master(self, manager_pid).run()
 
     def _drop_unsafe_events(self) -> None:
@@ -220,8 +242,6 @@ class Server:
         """Refuse, before anything is forked, a start that cannot work."""
         if setting["task_worker_num"] > 0 and "task" not in self._callbacks:
             raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
-        if setting["daemonize"]:
-            raise ServerError("daemonize is not available in this version", ErrorCode.INVALID_PARAMS)
         primary = self.ports[0]
         for port in self.ports:
             if port.base_type in DGRAM_TYPES:
@@ -229,6 +249,44 @@ class Server:
                     raise ServerError(f"require onPacket callback for {port!r}", ErrorCode.INVALID_CALLBACK)
             elif port.get_callback("receive") is None and primary.get_callback("receive") is None:
                 raise ServerError(f"require onReceive callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+
+    def _write_pid_file(self) -> None:
+        pid_file = self.setting.get("pid_file")
+        if pid_file:
+            with open(pid_file, "w") as file:
+                file.write(f"{os.getpid()}\n")
+            self._wrote_pid_file = True
+
+    def _set_title(self, role: str) -> None:
+        """Name this process in ps/top: ``<process_name>: <role>``."""
+        if setproctitle is not None:
+            setproctitle.setproctitle(f"{self.setting['process_name']}: {role}")
+
+    def _write_stats_file(self) -> None:
+        """Publish stats() for readers outside the server (``pyswoole status``): stats_file, or beside the
+        pid_file; JSON, or Swoole's ``key: value`` lines for a stats_file not ending in .json."""
+        path = stats_file_for(self.setting)
+        if not path:
+            return
+        stats = self.stats()
+        stats["master_pid"], stats["manager_pid"] = self.get_master_pid(), self.get_manager_pid()
+        text = json.dumps(stats) if path.endswith(".json") else "".join(f"{k}: {v}\n" for k, v in stats.items())
+        try:
+            with open(path + ".tmp", "w") as file:
+                file.write(text)
+            os.replace(path + ".tmp", path)
+        except OSError as exc:
+            logger.warning("cannot write stats file %s: %s", path, exc)
+
+    def _run_user_process(self, worker_id: int) -> None:
+        """Serve as user process ``worker_id`` in this (forked) child."""
+        index = worker_id - self.setting["worker_num"] - self.setting["task_worker_num"]
+        process = self._processes[index]
+        log.set_role("user", worker_id)
+        self._set_title(f"process {index}")
+        self.worker_id, self.worker_pid = worker_id, os.getpid()
+        self._shared.begin_incarnation(worker_id, os.getpid(), int(WorkerStatus.BUSY))  # type: ignore[union-attr]
+        process.run(worker_id)
 
     def _run_worker(self, worker_id: int) -> None:
         """Serve as event worker ``worker_id`` in this process (the forked child, or the only process)."""
@@ -480,6 +538,28 @@ class Server:
 
     # Life cycle -----------------------------------------------------------------------------------------
 
+    def add_process(self, process: Process) -> int:
+        """Add a user process that the manager starts and keeps alive; its index (0-based)."""
+        self._check_not_started("add_process")
+        if not isinstance(process, Process):
+            raise TypeError(f"add_process() takes a pyswoole.Process, not {type(process).__name__}")
+        process.id = len(self._processes)
+        self._processes.append(process)
+        return process.id
+
+    def reload(self, only_reload_taskworker: bool = False) -> bool:
+        """Restart every worker and task worker (or only the task workers) gracefully."""
+        if not self._started or self._shared is None:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        manager_pid = self._shared.globals[Global.MANAGER_PID]
+        if not manager_pid:
+            logger.warning("reload is not supported with single process mode")
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        if self._manager is not None and os.getpid() == manager_pid:
+            return self._manager.reload(only_reload_taskworker)
+        os.kill(manager_pid, signal.SIGUSR2 if only_reload_taskworker else signal.SIGUSR1)
+        return True
+
     def shutdown(self) -> bool:
         """Stop the whole server gracefully (from any of its processes)."""
         if not self._started or self._shared is None:
@@ -569,7 +649,7 @@ class Server:
             "close_count": io_total(Slot.CLOSE),
             "worker_num": worker_num,
             "task_worker_num": setting["task_worker_num"],
-            "user_worker_num": 0,
+            "user_worker_num": len(self._processes),
             "idle_worker_num": sum(
                 1 for i in range(worker_num) if shared.slot(i)[Slot.STATUS] == WorkerStatus.IDLE),
             "dispatch_count": io_total(Slot.DISPATCH),
@@ -605,3 +685,38 @@ class Server:
     def __repr__(self) -> str:
         return f"<Server {self.mode.name} {self.host}:{self.port}>"
 
+
+def stats_file_for(setting: dict[str, Any]) -> str | None:
+    """Where stats are published: stats_file, else ``<pid_file>.stats.json`` when there is a pid_file."""
+    if setting.get("stats_file"):
+        return setting["stats_file"]
+    return setting["pid_file"] + ".stats.json" if setting.get("pid_file") else None
+
+
+def daemonize(log_file: str | None) -> None:
+    """Detach from the terminal (double fork, new session); stdout and stderr go to log_file or /dev/null.
+
+    Unlike Swoole the working directory is kept, so relative paths in settings still mean what they meant.
+    """
+    for _ in range(2):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork():
+            os._exit(0)
+        if _ == 0:
+            os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    out = os.open(log_file or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+
+
+def _unlink(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

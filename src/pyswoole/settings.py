@@ -277,6 +277,7 @@ _SERVER_SETTINGS: dict[str, _Setting] = {
     "event_loop": _Setting(_str_choice(EVENT_LOOPS), "auto"),
     "max_worker_rss": _Setting(_size(0, None), 0),  # 0: no limit
     "worker_timeout": _Setting(_seconds(), 0),  # 0: no limit
+    "process_name": _Setting(_text, "pyswoole"),  # prefix of the process titles
 }
 
 # Port-level settings (§3.2): given to server.set() they apply to the primary port; Port.set() takes only these.

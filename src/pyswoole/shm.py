@@ -57,7 +57,9 @@ class Slot:
     DISPATCH = 16  # PROCESS: packages a reactor sent to workers, or a worker received from reactors
     TASK_DISPATCHED = 17  # event worker: tasks it sent
     TASK_STARTED = 18  # task worker: tasks it took from its queue
-    SIZE = 19
+    HEARTBEAT_MS = 19  # event worker: time.monotonic() in ms when its loop last beat (worker_timeout)
+    FAILED_BASE = 20
+    SIZE = 21
 
 
 class Conn:
@@ -188,6 +190,8 @@ class SharedState:
         slot[Slot.REQUEST_BASE] = slot[Slot.REQUEST]
         slot[Slot.RESPONSE_BASE] = slot[Slot.RESPONSE]
         slot[Slot.DISPATCH_BASE] = slot[Slot.DISPATCH]
+        slot[Slot.FAILED_BASE] = slot[Slot.FAILED]
+        slot[Slot.HEARTBEAT_MS] = 0
         slot[Slot.CONNECTION_NUM] = 0
         slot[Slot.PID] = pid
         slot[Slot.STATUS] = status

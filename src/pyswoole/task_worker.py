@@ -86,6 +86,7 @@ class TaskWorker:
     def run(self) -> None:
         server = self.server
         log.set_role("task_worker", self.worker_id)
+        server._set_title(f"task worker {self.worker_id}")
         self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)  # type: ignore[union-attr]
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager turns Ctrl-C into SIGTERM for us
         server._enter_task_worker(self)
@@ -95,7 +96,8 @@ class TaskWorker:
             else:
                 self._run_blocking()
         finally:
-            self.slot[Slot.STATUS] = int(WorkerStatus.EXIT)
+            if self.slot[Slot.PID] == os.getpid():  # not yet handed to a replacement
+                self.slot[Slot.STATUS] = int(WorkerStatus.EXIT)
 
     # Blocking mode --------------------------------------------------------------------------------------
 

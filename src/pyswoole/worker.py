@@ -28,6 +28,7 @@ from .log import logger
 from .port import Port, PortHandlers
 from .reactor import Connection
 from .shm import Conn, Global, Slot
+from .task_worker import request_limit
 from .tasks import deliver_pipe_message
 from .timers import Timers
 
@@ -97,6 +98,7 @@ class EventWorker:
         }
         self._stopped: asyncio.Future[None] | None = None
         self._buffer_limit = server.setting["socket_buffer_size"]
+        self.request_limit = request_limit(server.setting["max_request"], server.setting["max_request_grace"])
 
     # Life cycle -----------------------------------------------------------------------------------------
 
@@ -104,6 +106,7 @@ class EventWorker:
         """Serve until stopped. ``start_callback``: run the server's Start callback before WorkerStart."""
         server = self.server
         log.set_role("worker", self.worker_id)
+        server._set_title(f"worker {self.worker_id}")
         loop = self.loop = server._new_loop()
         asyncio.set_event_loop(loop)
         self.timers = Timers(loop)
@@ -112,7 +115,7 @@ class EventWorker:
         try:
             loop.run_until_complete(self._serve(start_callback))
         finally:
-            self.slot[_STATUS] = int(WorkerStatus.EXIT)
+            self.set_status(WorkerStatus.EXIT)
             server._leave_worker()
             loop.close()
             asyncio.set_event_loop(None)
@@ -137,6 +140,7 @@ class EventWorker:
             worker_end = server._pipes.worker_ends[self.worker_id]
             loop.add_reader(worker_end.fileno(), self._read_pipe, worker_end)
         self._install_signals()
+        self._housekeeping()
         if start_callback:
             server._call_event("start", server)
         if self.worker_id == 0 and not self.process_mode:
@@ -150,29 +154,47 @@ class EventWorker:
         loop = self.loop
         assert loop is not None
         loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGRTMIN, log.reopen)
         if self.server._manager_pid:
             # The manager turns Ctrl-C into an orderly stop of every worker; acting on it here too would
             # look like a crash to it.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self._watch_manager()
         else:
             loop.add_signal_handler(signal.SIGINT, self.stop)
 
-    def _watch_manager(self) -> None:
-        if os.getppid() != self.server._manager_pid:
+    def _housekeeping(self) -> None:
+        """Beat for the manager's worker_timeout, and leave when the manager is gone or memory passes
+        max_worker_rss (the manager starts a fresh worker)."""
+        server = self.server
+        setting = server.setting
+        self.slot[Slot.HEARTBEAT_MS] = int(time.monotonic() * 1000)
+        if server._manager_pid and os.getppid() != server._manager_pid:
             logger.warning("manager process is gone, worker %d stops", self.worker_id)
             self.stop()
             return
-        self.loop.call_later(1.0, self._watch_manager)  # type: ignore[union-attr]
+        limit = setting["max_worker_rss"]
+        if limit and not self.stopping:
+            rss = resident_memory()
+            if rss > limit:
+                logger.warning("worker %d uses %d bytes of memory, over max_worker_rss %d: recycled",
+                               self.worker_id, rss, limit)
+                self.stop()
+        if not server._manager_pid:
+            server._write_stats_file()
+        timeout = setting["worker_timeout"]
+        self.loop.call_later(min(1.0, timeout / 4) if timeout else 1.0, self._housekeeping)  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        """Begin the graceful stop: stop accepting; the drain then lets coroutines finish and closes."""
+        """Begin the graceful stop: stop accepting and reading the pipe (a replacement may already read it);
+        the drain then lets coroutines finish and closes."""
         if self.stopping:
             return
         self.stopping = True
-        self.slot[_STATUS] = int(WorkerStatus.EXIT)
+        self.set_status(WorkerStatus.EXIT)
         loop = self.loop
         assert loop is not None
+        if self.server._pipes is not None:
+            loop.remove_reader(self.server._pipes.worker_ends[self.worker_id].fileno())
         for listener in self._servers:
             listener.close()
         for fd in self._dgram_fds:
@@ -184,8 +206,10 @@ class EventWorker:
     async def _drain(self) -> None:
         """Coroutines in flight finish first (they may still reply); then every connection this worker owns
         gets Close (reactor_id -1) and is closed once its output is flushed; all within max_wait_time."""
-        deadline = time.monotonic() + self.server.setting["max_wait_time"]
+        server = self.server
+        deadline = time.monotonic() + server.setting["max_wait_time"]
         while self._tasks and time.monotonic() < deadline:
+            server._call_event("worker_exit", server, self.worker_id)
             await asyncio.sleep(0.01)
         for session_id in list(self.connections):
             self.close(session_id)
@@ -232,6 +256,8 @@ class EventWorker:
         else:
             slot[_REQUEST] += 1
         slot[_STATUS] = _IDLE
+        if self.request_limit:
+            self._check_request_limit()
 
     def packet(self, handlers: PortHandlers, data: bytes, address: str, port: int) -> None:
         """Run Packet for one datagram."""
@@ -241,6 +267,15 @@ class EventWorker:
         slot[_STATUS] = _BUSY
         slot[_REQUEST if self.call(handlers.packet, (self.server, data, client)) else _FAILED] += 1  # type: ignore[arg-type]
         slot[_STATUS] = _IDLE
+        if self.request_limit:
+            self._check_request_limit()
+
+    def _check_request_limit(self) -> None:
+        """max_request: after that many Receive/Packet callbacks (plus grace) the worker is recycled."""
+        slot = self.slot
+        if slot[_REQUEST] + slot[_FAILED] - slot[Slot.REQUEST_BASE] - slot[Slot.FAILED_BASE] >= self.request_limit:
+            logger.info("worker %d reached max_request (%d): recycled", self.worker_id, self.request_limit)
+            self.stop()
 
     def call(self, callback: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None = None) -> bool:
         """Call a plain or async callback; True if it ran (or was started) without raising."""
@@ -453,6 +488,11 @@ class EventWorker:
         conn.set_reading(reading)
         return 0
 
+    def set_status(self, status: WorkerStatus) -> None:
+        """Publish this worker's status, unless its slot already belongs to a replacement (reload)."""
+        if self.slot[Slot.PID] == os.getpid():
+            self.slot[_STATUS] = int(status)
+
     def flush_pipes(self) -> None:
         """Send every batched or queued pipe message now (before this worker blocks)."""
         for writer in self._writers.values():
@@ -468,3 +508,9 @@ class EventWorker:
     @property
     def coroutine_num(self) -> int:
         return len(self._tasks)
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

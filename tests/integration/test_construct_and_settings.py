@@ -225,7 +225,9 @@ except ChildProcessError:
 
 
 @pytest.mark.parametrize(
-    ("sock_type", "missing"), [(SockType.TCP, "receive"), (SockType.UDP, "packet")]
+    ("sock_type", "missing"),
+    [(SockType.TCP, "receive"), (SockType.UDP, "packet")],
+    ids=["tcp-without-receive", "udp-without-packet"],
 )
 def test_start_without_the_required_callback_raises_before_forking(start_server, sock_type, missing):
     server = start_server(START_WITHOUT, host="127.0.0.1", sock_type=int(sock_type))
