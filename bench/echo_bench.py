@@ -552,7 +552,8 @@ def target_verdicts(summaries: list[Summary]) -> list[str]:
             verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: not measured")
         else:
             verdict = "met" if s.ratio >= s.target else "MISSED"
-            verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: {verdict} ({s.ratio:.2f}x)")
+            # Three decimals: 0.849 must not print as a missed "0.85x".
+            verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: {verdict} ({s.ratio:.3f}x)")
     return verdicts
 
 

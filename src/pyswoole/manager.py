@@ -53,6 +53,7 @@ class Manager:
         self.failures: dict[int, int] = {}  # worker id -> consecutive fast crashes
         self.respawn_at: dict[int, float] = {}  # worker id -> when a delayed restart is due
         self.signals: deque[int] = deque()
+        self.terminated: set[int] = set()  # pids this manager sent SIGTERM: dying of it is no error
         self.running = True
         self.master_pid = 0
         # Reload in progress: old pids still to go, pids waiting for their SIGTERM (rolling), the deadline.
@@ -187,7 +188,9 @@ class Manager:
         exit_code = max(exit_code, 0)
         was_reloading = pid in self.reloading
         self.reloading.discard(pid)
-        if exit_code or signo:
+        asked_to_stop = pid in self.terminated
+        self.terminated.discard(pid)
+        if exit_code or signo and not (asked_to_stop and signo == signal.SIGTERM):
             logger.warning("worker(pid=%d, id=%d) abnormal exit, status=%d, signal=%d", pid, worker_id, exit_code, signo)
             server._call_event("worker_error", server, worker_id, pid, exit_code, signo)
         if self.current.get(worker_id) != pid:
@@ -235,7 +238,7 @@ class Manager:
         if server.setting["reload_async"] and not only_task_workers:
             for pid in pids:
                 worker_id = self.pids[pid]
-                _kill(pid, signal.SIGTERM)
+                self._terminate(pid)
                 del self.current[worker_id]  # the old one drains on; its slot goes to a new one now
                 self.spawn(worker_id)
         else:
@@ -249,7 +252,7 @@ class Manager:
             pid = self.reload_queue.popleft()
             if pid in self.reloading:
                 self.reload_deadline = time.monotonic() + self.server.setting["max_wait_time"]
-                _kill(pid, signal.SIGTERM)
+                self._terminate(pid)
                 return
 
     def _advance_reload(self) -> None:
@@ -296,7 +299,7 @@ class Manager:
         """SIGTERM every child, wait for them, SIGKILL whoever outlives twice max_wait_time."""
         self.respawn_at.clear()
         for pid in self.pids:
-            _kill(pid, signal.SIGTERM)
+            self._terminate(pid)
         deadline = time.monotonic() + 2 * self.server.setting["max_wait_time"]
         while self.pids and time.monotonic() < deadline:
             self._reap()
@@ -311,6 +314,11 @@ class Manager:
                 worker_id = self.pids.pop(pid, None)
                 if worker_id is not None:
                     self._on_exit(worker_id, pid, status)
+
+
+    def _terminate(self, pid: int) -> None:
+        self.terminated.add(pid)
+        _kill(pid, signal.SIGTERM)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -21,6 +21,7 @@ MODES = ["base", "process"]
 
 TASK_SERVER = r"""
 import hashlib
+from serverkit import _jsonable
 
 MODE = Mode.PROCESS if mode == "process" else Mode.BASE
 server = recording_server(mode=MODE, **settings)
@@ -60,6 +61,12 @@ def describe(value):
         return {"len": len(value), "sha256": digest(value)}
     if isinstance(value, (str, int, float, bool, type(None), bytes)):
         return value
+    if isinstance(value, (list, dict)):
+        try:
+            json.dumps(value)
+            return value
+        except (TypeError, ValueError):
+            pass
     return repr(value)
 
 
@@ -96,8 +103,10 @@ def on_task(server, task_id, src_worker_id, data):
         op, args = "echo", (data,)
     else:
         op, args = data[0], data[1:]
-    if op == "quiet":  # many tasks: one event when the last one has arrived
+    if op == "quiet":  # many tasks, (quiet, value, how many, seconds to sleep): one event when all came
         SEEN.append(task_id)
+        if args[2]:
+            time.sleep(args[2])
         if len(SEEN) == args[1]:
             record("task_seen", ids=SEEN, worker_id=server.worker_id)
         return ("quiet", args[0])
@@ -153,10 +162,7 @@ def burst(n, dst=-1, slow_first=0.0):
     FINISHED.update(want=n, results=[])
     ids = []
     for i in range(n):
-        if i == 0 and slow_first:
-            ids.append(server.task(("sleep", slow_first, ("quiet", 0)), dst))
-        else:
-            ids.append(server.task(("quiet", i, n), dst))
+        ids.append(server.task(("quiet", i, n, slow_first if i == 0 else 0), dst))
     return ids
 
 
@@ -202,6 +208,11 @@ def types_of(values):
     return [type(v).__name__ for v in values]
 
 
+@server.on("WorkerError")
+def on_worker_error(server, worker_id, worker_pid, exit_code, signal_number):
+    record("worker_error", worker_id=worker_id, worker_pid=worker_pid, exit_code=exit_code, signal=signal_number)
+
+
 if pipe_message:
     @server.on("PipeMessage")
     def on_pipe_message(server, src_worker_id, message):
@@ -225,7 +236,7 @@ if async_receive:
                 reply = {"value": await eval(data[6:].decode().strip(), scope)}
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
-            server.send(fd, json.dumps(reply, default=repr) + "\n")
+            server.send(fd, json.dumps(reply, default=_jsonable) + "\n")
         else:
             handle(server, fd, reactor_id, data)
 else:
@@ -259,3 +270,541 @@ def sha(data: bytes) -> str:
 @pytest.fixture(params=MODES)
 def mode(request) -> str:
     return request.param
+
+
+def finishes_by_id(server: ServerProcess) -> dict[int, dict]:
+    return {e["task_id"]: e for e in server.events("finish")}
+
+
+# --------------------------------------------------------------------------------------------------------
+# task() and Finish
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_task_ids_count_from_zero_in_each_worker_and_finish_runs_in_that_worker(start_server, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=2, start_tasks=3)
+
+    sent = server.wait_events("start_task_ids", 2)
+    finishes = server.wait_events("finish", 6)
+    tasks = server.events("task")
+
+    assert sorted(e["worker_id"] for e in sent) == [0, 1]
+    assert [e["ids"] for e in sent] == [[0, 1, 2], [0, 1, 2]]
+    pid_of = {e["worker_id"]: e["pid"] for e in server.events("worker_start")}
+    for finish in finishes:
+        origin, index = finish["result"]
+        assert finish["task_id"] == index
+        assert (finish["worker_id"], finish["pid"], finish["taskworker"]) == (origin, pid_of[origin], False)
+    assert sorted((t["src"], t["task_id"]) for t in tasks) == [(w, i) for w in (0, 1) for i in range(3)]
+    assert {t["worker_id"] for t in tasks} <= {2, 3} and all(t["taskworker"] for t in tasks)
+
+
+def test_task_workers_have_ids_after_the_event_workers_and_taskworker_true(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=3)
+
+    starts = server.wait_events("worker_start", 5)
+    client = connect(server)
+
+    by_id = {e["worker_id"]: e for e in starts}
+    assert sorted(by_id) == [0, 1, 2, 3, 4]
+    for worker_id, start in by_id.items():
+        assert start["taskworker"] is (worker_id >= 2)
+        assert start["worker_id_property"] == start["get_worker_id"] == worker_id
+    assert client.ask("[server.taskworker, server.worker_id < 2]") == [False, True]
+    assert client.ask("server.task_wait(('stats',), 2)")["task_worker_num"] == 3
+    task = server.wait_event("task", op="stats")
+    assert task["taskworker"] is True and task["worker_id"] >= 2
+
+
+def test_any_non_none_result_reaches_finish_and_none_sends_nothing(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+    commands = [("ret", False), ("ret", 0), ("ret", ""), ("ret", b""), ("none",), ("finish", "by finish()"),
+                ("finish_then_return", "finished first", "returned after"), ("ret", "last")]
+
+    ids = client.ask(f"[server.task(command) for command in {commands!r}]")
+    server.wait_event("finish", task_id=ids[-1])
+
+    assert ids == list(range(len(commands)))
+    results = {task_id: (e["result"], e["rtype"]) for task_id, e in finishes_by_id(server).items()}
+    assert results == {0: (False, "bool"), 1: (0, "int"), 2: ("", "str"), 3: ("", "bytes"),
+                       5: ("by finish()", "str"), 6: ("finished first", "str"), 7: ("last", "str")}
+    assert len(server.events("finish", task_id=6)) == 1  # finish() once; the return value is not sent again
+    finished = {e["task_id"]: e for e in server.events("finished")}
+    assert finished[5]["ok"] is True
+    assert (finished[6]["ok"], finished[6]["again"]) == (True, False)
+    assert client.ask("server.finish('not in a task')") is False
+
+
+def test_a_per_task_callback_gets_the_result_instead_of_finish(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=2)
+    client = connect(server)
+    worker_id = client.ask("server.worker_id")
+
+    with_callback = client.ask("with_callback(('ret', 'to the callback'))")
+    plain = client.ask("server.task(('ret', 'to Finish'))")
+    callback = server.wait_event("callback")
+    server.wait_event("finish", task_id=plain)
+
+    assert (callback["task_id"], callback["result"], callback["worker_id"]) == (with_callback, "to the callback",
+                                                                                worker_id)
+    assert [e["result"] for e in server.events("finish")] == ["to Finish"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# task_wait, task_wait_multi, task_co
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_task_wait_returns_the_result(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+
+    value, took, _ = client.ask("timed(lambda: server.task_wait(('ret', {'a': [1, 2]}), 2))")
+
+    assert value == {"a": [1, 2]}
+    assert took < 1.0
+    assert client.ask("server.task_wait(('ret', 0), 2)") == 0
+    assert client.ask("server.task_wait(('ret', b'raw'), 2, 0)") == "raw"
+
+
+def test_task_wait_times_out_with_false_and_ignores_the_late_result(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)  # one task worker: the next task waits behind the slow one
+    client = connect(server)
+
+    timed_out = client.ask("timed(lambda: server.task_wait(('sleep', 0.6, 'late'), 0.2))")
+    fresh = client.ask("timed(lambda: server.task_wait(('ret', 'fresh'), 3))")
+    ids = client.ask("[server.task(('ret', 'sentinel'))]")
+    server.wait_event("finish", task_id=ids[0])
+
+    value, took, error = timed_out
+    assert value is False and 0.2 <= took < 0.5 and error == 2003
+    value, took, _ = fresh
+    assert value == "fresh"  # not the late 'late'
+    assert took >= 0.2  # it really waited for the slow task to finish first
+    assert [e["result"] for e in server.events("finish")] == ["sentinel"]  # the late result went nowhere
+
+
+def test_task_wait_multi_returns_the_results_that_came_in_time(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_worker_num=3)
+    client = connect(server)
+
+    value, took, _ = client.ask(
+        "timed(lambda: sorted(server.task_wait_multi([('ret', 'a'), ('sleep', 1.0, 'slow'), ('ret', 'c')], 0.4)"
+        ".items()))")
+    all_in_time = client.ask("sorted(server.task_wait_multi(['x', ('ret', 0), ('ret', False)], 2).items())")
+
+    assert value == [[0, "a"], [2, "c"]]
+    assert 0.4 <= took < 0.9
+    assert all_in_time == [[0, "x"], [1, 0], [2, False]]
+    assert client.ask("server.task_wait_multi(['x'] * 1024, 0.1)") is False
+    assert len(server.events("task")) == 6  # the refused 1024 were never dispatched
+
+
+def test_task_co_awaits_the_results_in_an_async_receive(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_worker_num=3, async_receive=True)
+    client = connect(server)
+
+    client.send(b"await server.task_co([('ret', 1), ('sleep', 1.0, 'slow'), ('ret', [3])], 0.4)\n")
+    partial = client.recv_json()
+    client.send(b"await server.task_co([('ret', 'a'), b'b', ('ret', 0)], 2)\n")
+    complete = client.recv_json()
+
+    assert partial == {"value": [1, False, [3]]}
+    assert complete == {"value": ["a", "b", 0]}
+    assert client.ask("server.task_wait(('ret', 'still served'), 2)") == "still served"
+    wait_until(lambda: "has expired" in server.log(), message="the late result of task_co is not logged")
+    assert server.events("finish") == []  # task_co results never go to Finish
+
+
+# --------------------------------------------------------------------------------------------------------
+# Who may call task(), and where a task goes
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_task_inside_a_task_worker_returns_false(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+
+    assert client.ask("server.task_wait(('nested',), 3)") == "nested done"
+
+    nested = server.wait_event("nested")
+    assert nested["task"] is False and nested["task_error"] == 2002
+    assert nested["task_wait"] is False
+    assert nested["task_wait_multi"] is False
+    assert [e["op"] for e in server.events("task")] == ["nested"]  # no inner task ran
+
+
+def test_task_from_the_manager_runs_with_no_reply(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, manager_task=True)
+
+    probe = server.wait_event("noreply", who="manager")
+    manager = server.wait_event("manager_task")
+    client = connect(server)
+    sentinel = client.ask("server.task(('ret', 'sentinel'))")
+    server.wait_event("finish", task_id=sentinel)
+
+    assert manager["id"] == 0 and manager["pid"] == server.events("manager_start")[0]["pid"]
+    assert probe["src"] == -1 and probe["finish"] is False
+    assert [e["result"] for e in server.events("finish")] == ["sentinel"]
+    assert manager["message"] is True
+    assert server.wait_event("pipe_message", message="from the manager")["worker_id"] == 0
+
+
+def test_task_from_the_master_runs_with_no_reply(start_server, connect):
+    server = start_tasks_server(start_server, "process", master_task=True)
+
+    probe = server.wait_event("noreply", who="master")
+    master = server.wait_event("master_task")
+    client = connect(server)
+    sentinel = client.ask("server.task(('ret', 'sentinel'))")
+    server.wait_event("finish", task_id=sentinel)
+
+    assert master["id"] == 0 and master["pid"] == server.pid
+    assert probe["src"] == -1 and probe["finish"] is False
+    assert [e["result"] for e in server.events("finish")] == ["sentinel"]
+
+
+def test_dst_worker_id_picks_the_task_worker(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_worker_num=3)
+    client = connect(server)
+
+    ids = client.ask("[server.task(('ret', dst), dst) for dst in (2, 0, 1, 2, 0)]")
+    tasks = server.wait_events("task", 5)
+    waited = client.ask("[server.task_wait(('ret', dst), 2, dst) for dst in (1, 2)]")
+    refused = client.ask("[server.task('x', 3), server.get_last_error(), server.task('x', -2), "
+                         "server.task_wait('x', 0.1, 3)]")
+
+    worker_of = {t["task_id"]: t["worker_id"] for t in tasks}
+    assert [worker_of[i] for i in ids] == [1 + 2, 1 + 0, 1 + 1, 1 + 2, 1 + 0]
+    assert waited == [1, 2]
+    assert [t["worker_id"] for t in server.events("task")][5:] == [2, 3]
+    assert refused[0] is False and refused[1] != 0 and refused[2:] == [False, False]
+
+
+def test_no_task_workers_means_task_returns_false(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=0)
+    client = connect(server)
+
+    assert client.ask("[server.task('x'), server.get_last_error()]") == [False, 2002]
+    assert client.ask("server.task_wait('x', 0.1)") is False
+
+
+NO_TASK_CALLBACK = """
+server = Server("127.0.0.1", 0, Mode.PROCESS if mode == "process" else Mode.BASE)
+server.set(worker_num=1, task_worker_num=2)
+server.on("Receive", lambda *args: None)
+record("before_start", task=server.task("x"))
+try:
+    server.start()
+    record("outcome", raised=None)
+except Exception as exc:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        children = True
+    except ChildProcessError:
+        children = False
+    record("outcome", raised=type(exc).__name__, server_error=isinstance(exc, ServerError), text=str(exc),
+           children=children)
+"""
+
+
+def test_start_without_a_task_callback_raises_before_forking(start_server, mode):
+    server = start_server(NO_TASK_CALLBACK, mode=mode)
+
+    outcome = server.wait_event("outcome")
+
+    assert outcome["server_error"] is True, outcome
+    assert "task" in outcome["text"].lower()
+    assert outcome["children"] is False
+    assert server.wait_event("before_start")["task"] is False
+    assert server.wait_exit() == 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# task_enable_coroutine
+# --------------------------------------------------------------------------------------------------------
+
+COROUTINE_SERVER = """
+server = recording_server(mode=Mode.PROCESS if mode == "process" else Mode.BASE, worker_num=1,
+                          task_worker_num=1, task_enable_coroutine=True)
+
+@server.on("Task")
+async def on_task(server, task):
+    record("co_task", cls=type(task).__name__, data=task.data, id=task.id, worker_id=task.worker_id,
+           in_worker=server.worker_id, taskworker=server.taskworker)
+    op, arg = task.data
+    if op == "sleep":
+        await asyncio.sleep(arg)
+        record("co_slept", id=task.id)
+        return ["slept", task.id]
+    if op == "finish":
+        record("co_finished", ok=task.finish(arg), again=task.finish("again"), server_finish=server.finish("no"))
+        return None
+    if op == "return":
+        return arg
+    if op == "sync_sleep":
+        time.sleep(arg)
+        return "slept in sync"
+    raise ValueError(op)
+
+server.on("Finish", lambda s, task_id, result: record("finish", task_id=task_id, result=result,
+                                                    worker_id=s.worker_id))
+serve(server)
+"""
+
+
+def test_coroutine_task_workers_run_async_tasks_with_a_task_object(start_server, connect, mode):
+    server = start_server(COROUTINE_SERVER, mode=mode)
+    client = connect(server)
+
+    ids = client.ask("[server.task(('sleep', 0.5)), server.task(('sleep', 0.5)), "
+                     "server.task(('finish', 'via Task.finish')), server.task(('return', 0))]")
+    finishes = server.wait_events("finish", 4)
+    waited = client.ask("server.task_wait(('return', 'waited'), 2)")
+
+    by_id = {e["task_id"]: e["result"] for e in finishes}
+    assert by_id == {ids[0]: ["slept", ids[0]], ids[1]: ["slept", ids[1]], ids[2]: "via Task.finish", ids[3]: 0}
+    tasks = {e["id"]: e for e in server.events("co_task")}
+    for task_id in ids:
+        task = tasks[task_id]
+        assert task["cls"] == "Task" and task["worker_id"] == 0
+        assert task["in_worker"] == 1 and task["taskworker"] is True
+    assert tasks[ids[0]]["data"] == ["sleep", 0.5]
+    # Both sleeps ran at once on the task worker's loop: the second started before the first woke up.
+    first_woke = server.events("co_slept", id=ids[0])[0]["t"]
+    assert tasks[ids[1]]["t"] < first_woke
+    finished = server.wait_event("co_finished")
+    assert (finished["ok"], finished["again"], finished["server_finish"]) == (True, False, False)
+    assert waited == "waited"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Payloads
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_any_picklable_object_round_trips_and_bytes_stay_bytes(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+    values = "[b'raw bytes', 'text', 7, 1.5, {'k': [1, 2]}, (1, 't'), {1, 2}, Point(1, 2), bytearray(b'ba')]"
+
+    same = client.ask(f"[server.task_wait(v, 2) == v for v in {values}]")
+    types = client.ask(f"types_of([server.task_wait(v, 2) for v in {values}])")
+
+    assert same == [True] * 9
+    assert types == ["bytes", "str", "int", "float", "dict", "tuple", "set", "Point", "bytearray"]
+    task_types = [e["dtype"] for e in server.events("task")][:9]
+    assert task_types == types  # what Task itself received
+
+
+def test_payloads_of_megabytes_arrive_intact(start_server, connect, mode, tmp_path):
+    tmpdir = tmp_path / "task_tmp"
+    tmpdir.mkdir()
+    server = start_tasks_server(start_server, mode, task_tmpdir=str(tmpdir))
+    client = connect(server)
+    size = 4 * 1024 * 1024
+    expected = sha(pattern(size))
+
+    task_id = client.ask(f"server.task(('big', {size}))")
+    finish = server.wait_event("finish", task_id=task_id)
+    waited = client.ask(f"(lambda r: [type(r).__name__, len(r), digest(r)])(server.task_wait(('big', {size}), 5))")
+    argument = client.ask(f"server.task_wait(('digest', pattern({size})), 5)")
+
+    assert finish["result"] == {"len": size, "sha256": expected} and finish["rtype"] == "bytes"
+    assert waited == ["bytes", size, expected]
+    assert argument == ["bytes", size, expected]
+    assert list(tmpdir.iterdir()) == []  # every temp file was unlinked by its reader
+
+
+def test_an_unpicklable_argument_raises_type_error_at_the_call_site(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2)
+    client = connect(server)
+
+    outcomes = client.ask("[raised(lambda: server.task(lambda: 1)), raised(lambda: server.task_wait(lambda: 1, 1)), "
+                          "raised(lambda: server.task_wait_multi(['fine', lambda: 1], 1)), "
+                          "raised(lambda: server.send_message(lambda: 1, 2))]")
+
+    for outcome in outcomes:
+        assert outcome.get("type_error") is True, outcome
+        assert "pickle" in outcome["text"]
+    assert client.ask("server.task_wait(('ret', 'still fine'), 2)") == "still fine"
+
+
+def test_an_unpicklable_result_is_logged_and_the_waiter_gets_false(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+
+    value, took, _ = client.ask("timed(lambda: server.task_wait(('unpicklable',), 3))")
+
+    assert value is False and took < 2.0  # an answer, not a timeout
+    wait_until(lambda: "pickle" in server.log(), message="no log line about the unpicklable result")
+    assert client.ask("server.task_wait(('ret', 'next'), 2)") == "next"
+
+
+def test_an_exception_in_task_is_logged_and_task_wait_gets_false(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+
+    value, took, _ = client.ask("timed(lambda: server.task_wait(('raise',), 3))")
+    raised_id = client.ask("server.task(('raise',))")
+    sentinel = client.ask("server.task(('ret', 'sentinel'))")
+    server.wait_event("finish", task_id=sentinel)
+
+    assert value is False and took < 2.0
+    wait_until(lambda: "boom in Task" in server.log() and "Traceback" in server.log(),
+               message="the exception in Task is not logged with its traceback")
+    assert raised_id not in finishes_by_id(server)  # task(): nothing reaches Finish
+    assert len(task_starts(server, 1)) == 1  # the task worker went on serving; it was not replaced
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ordering, crashes, recycling
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_2048_tasks_arrive_in_order_with_none_lost_even_behind_a_slow_one(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+
+    ids = client.ask("burst(2048, -1, 0.3)")
+    seen = server.wait_event("task_seen", timeout=20)
+    finished = server.wait_event("all_finished", timeout=20)
+
+    assert ids == list(range(2048))
+    assert seen["ids"] == list(range(2048))
+    assert finished["results"] == [[i, i] for i in range(2048)]
+
+
+def test_a_task_worker_killed_mid_task_is_replaced_and_tasks_still_run(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode)
+    client = connect(server)
+    first = task_starts(server, 1)[0]
+
+    client.ask("server.task(('hold', 'never'))")
+    holding = server.wait_event("task_holding")
+    assert holding["pid"] == first["pid"]
+    import os
+    import signal
+
+    os.kill(holding["pid"], signal.SIGKILL)
+    second = task_starts(server, 2)[1]
+
+    assert second["pid"] != first["pid"] and second["worker_id"] == first["worker_id"] == 1
+    error = server.wait_event("worker_error")
+    assert (error["worker_id"], error["worker_pid"], error["signal"]) == (1, first["pid"], 9)
+    assert client.ask("server.task_wait(('ret', 'after the crash'), 5)") == "after the crash"
+    task_id = client.ask("server.task(('ret', 'and with Finish'))")
+    assert server.wait_event("finish", task_id=task_id)["result"] == "and with Finish"
+
+
+def test_task_max_request_recycles_task_workers_without_losing_a_task(start_server, connect):
+    server = start_tasks_server(start_server, "base", task_worker_num=4, task_max_request=200)
+    client = connect(server)
+
+    ids = client.ask("len(burst(4000))")
+    finished = server.wait_event("all_finished", timeout=40)
+
+    assert ids == 4000
+    assert sorted(value for _, value in finished["results"]) == list(range(4000))
+    assert sorted(task_id for task_id, _ in finished["results"]) == list(range(4000))
+    assert len(server.events("worker_start", taskworker=True)) > 15
+
+
+def test_task_ipc_mode_3_lets_the_first_free_task_worker_take_the_next_task(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_worker_num=2, task_ipc_mode=3)
+    client = connect(server)
+
+    started = time.monotonic()
+    ids = client.ask("[server.task(('sleep', 0.3, i)) for i in range(4)]")
+    finishes = server.wait_events("finish", 4)
+    took = time.monotonic() - started
+    waited = client.ask("server.task_wait(('ret', 'waited'), 2)")
+    pinned = client.ask("server.task_wait(('ret', 'pinned'), 2, 1)")
+
+    assert sorted(f["result"] for f in finishes) == [0, 1, 2, 3]
+    assert sorted(f["task_id"] for f in finishes) == ids
+    assert {t["worker_id"] for t in server.events("task")[:4]} == {1, 2}  # both took tasks
+    assert took < 1.0  # two at a time: ~0.6 s, not 1.2 s
+    assert (waited, pinned) == ("waited", "pinned")
+    assert server.events("task")[-1]["worker_id"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------
+# Messages between workers
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_send_message_reaches_event_and_task_workers(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=2)
+    client = connect(server)
+    me = client.ask("server.worker_id")
+    other = 1 - me
+    size = 1024 * 1024
+
+    sent = client.ask(f"[server.send_message('to an event worker', {other}), server.send_message(b'to task', 2), "
+                      f"server.send_message({{'to': 3}}, 3), server.send_message(pattern({size}), {other})]")
+    messages = server.wait_events("pipe_message", 4)
+    from_task = client.ask("server.task_wait(('send_message', 'from a task worker', 0), 2, 0)")
+
+    assert sent == [True] * 4
+    got = sorted((m["worker_id"], m["taskworker"], m["src"], m["mtype"], str(m["message"])) for m in messages)
+    assert got == sorted([
+        (other, False, me, "str", "to an event worker"),
+        (2, True, me, "bytes", "to task"),
+        (3, True, me, "dict", "{'to': 3}"),
+        (other, False, me, "bytes", str({"len": size, "sha256": sha(pattern(size))})),
+    ])
+    assert from_task is True
+    message = server.wait_event("pipe_message", message="from a task worker")
+    assert (message["worker_id"], message["src"]) == (0, 2)
+
+
+def test_send_message_refuses_invalid_ids_and_oneself(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=2)
+    client = connect(server)
+
+    refused = client.ask("[server.send_message('x', -1), server.send_message('x', 4), "
+                         "server.send_message('x', server.worker_id)]")
+    task_to_itself = client.ask("server.task_wait(('send_message', 'to myself', 2), 2, 0)")
+    delivered = client.ask("server.send_message('fine', 3)")
+
+    assert refused == [False, False, False]
+    assert task_to_itself is False
+    assert delivered is True
+    server.wait_event("pipe_message", message="fine")
+    assert len(server.events("pipe_message")) == 1
+
+
+def test_send_message_without_pipe_message_callback_returns_false(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=1, pipe_message=False)
+    client = connect(server)
+
+    assert client.ask("[server.send_message('x', 1 - server.worker_id), server.send_message('x', 2)]") == [False,
+                                                                                                       False]
+
+
+# --------------------------------------------------------------------------------------------------------
+# stats()
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_stats_count_tasks_queued_running_and_idle_task_workers(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_worker_num=2)
+    client = connect(server)
+    task_starts(server, 2)
+    keys = "{k: server.stats()[k] for k in ('task_count', 'tasking_num', 'task_idle_worker_num')}"
+
+    before = client.ask(keys)
+    client.ask("[server.task(('hold', 'g0'), 0), server.task(('hold', 'g1'), 1)]")
+    server.wait_events("task_holding", 2)
+    client.ask("[server.task(('ret', i), i % 2) for i in range(3)]")
+    busy = wait_until(lambda: (lambda s: s if s["task_count"] == 5 else None)(client.ask(keys)))
+    server.release("g0")
+    server.release("g1")
+    server.wait_events("finish", 5)
+    after = wait_until(lambda: (lambda s: s if s["task_idle_worker_num"] == 2 else None)(client.ask(keys)))
+
+    assert before == {"task_count": 0, "tasking_num": 0, "task_idle_worker_num": 2}
+    assert busy == {"task_count": 5, "tasking_num": 3, "task_idle_worker_num": 0}
+    assert after == {"task_count": 5, "tasking_num": 0, "task_idle_worker_num": 2}
