@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/echo_bench.py
+	$(BIN)/python bench/echo_bench.py && $(BIN)/python bench/task_bench.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

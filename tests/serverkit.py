@@ -263,6 +263,16 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
     return state, int(ppid), int(pgrp)
 
 
+def process_title(pid: int) -> str:
+    """The command line of a process as ps shows it (what setproctitle set); "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
 def _live_pids(where: Callable[[int, int], bool]) -> list[int]:
     """Pids of non-zombie processes whose (ppid, pgrp) satisfy ``where``."""
     pids = []
@@ -311,6 +321,7 @@ class ServerProcess:
             )
         self.pid = self.proc.pid
         self.pgid = self.pid  # start_new_session: the script leads its own group
+        self.adopted_groups: list[int] = []  # more process groups to kill at teardown (a daemon's)
         self._port: int | None = None
 
     # -- the port -------------------------------------------------------------------------
@@ -402,8 +413,18 @@ class ServerProcess:
         """Live (non-zombie) processes of the script's process group: it and all it forked."""
         return _live_pids(lambda ppid, pgrp: pgrp == self.pgid)
 
+    def adopt_group(self, pgid: int) -> None:
+        """Also kill process group ``pgid`` at teardown: a daemonized server leaves the script's group."""
+        if pgid not in self.adopted_groups:
+            self.adopted_groups.append(pgid)
+
     def kill(self) -> None:
-        """SIGKILL the whole process group and reap the script's process."""
+        """SIGKILL the whole process group (and every adopted group) and reap the script's process."""
+        for pgid in self.adopted_groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for _ in range(3):
             try:
                 os.killpg(self.pgid, signal.SIGKILL)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from . import log
 from .errors import ServerError
 from .log import logger
+from .loop import run_until_complete
 from .port import Port, PortHandlers
 from .reactor import ReactorThread
 from .shm import Conn, Global, Slot
@@ -53,13 +54,8 @@ class Master:
         log.set_role("master")
         server._set_title("master")
         loop = self.loop = server._new_loop()
-        asyncio.set_event_loop(loop)
         self.timers = Timers(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-            asyncio.set_event_loop(None)
+        run_until_complete(loop, self._serve())
 
     async def _serve(self) -> None:
         loop = self.loop

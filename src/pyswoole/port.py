@@ -7,13 +7,14 @@ import os
 import socket
 import stat
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
 from .errors import ServerError
 from .framing import Framer, framer_for
+from .log import logger
 
 if TYPE_CHECKING:
     from .server import Server
@@ -157,6 +158,22 @@ class Port:
         sock.bind((self.host, self.port))
         sock.setblocking(False)
         return sock
+
+    def receive_datagrams(self, batch: int = 64) -> Iterator[tuple[bytes, str, int]]:
+        """(data, sender address, sender port) of the datagrams waiting on this port, at most ``batch``.
+        A UNIX-datagram sender's address is its path ("" when it did not bind one), its port 0."""
+        for _ in range(batch):
+            try:
+                data, address = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("recvfrom on %r failed: %s", self, exc)
+                return
+            if isinstance(address, tuple):
+                yield data, address[0], address[1]
+            else:
+                yield data, address or "", 0
 
     def close(self) -> None:
         self.sock.close()

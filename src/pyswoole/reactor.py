@@ -397,16 +397,7 @@ class ReactorThread:
             logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)
 
     def _read_datagrams(self, port: Port) -> None:
-        sock = port.sock
-        for _ in range(64):
-            try:
-                data, address = sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.warning("recvfrom on port %s failed: %s", port.port, exc)
-                return
-            host, remote_port = (address[0], address[1]) if isinstance(address, tuple) else (address or "", 0)
+        for data, host, remote_port in port.receive_datagrams():
             self.slot[Slot.RECV_BYTES] += len(data)
             worker_id = self.dispatcher.worker_for_datagram(host)
             if worker_id < 0:

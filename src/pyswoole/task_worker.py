@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import ipc, log, pipes
 from .constants import EventType, WorkerStatus
 from .log import logger
+from .loop import run_until_complete
 from .shm import Slot
 from .tasks import CALLBACK, COROUTINE, NOREPLY, WAITALL, PayloadError, deliver_pipe_message, pack_payload, unpack_payload
 from .timers import Timers
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 _BUSY, _IDLE = int(WorkerStatus.BUSY), int(WorkerStatus.IDLE)
+READ_BATCH = 32  # datagrams taken from one source before looking at the others (Swoole's fairness bound)
 
 
 @dataclass
@@ -118,8 +120,7 @@ class TaskWorker:
                 if sock == wake_read:
                     os.read(wake_read, 512)
                     continue
-                for message in pipes.read_datagrams(sock, self._reassembler):  # type: ignore[arg-type]
-                    self.handle(message)
+                self._take(sock)
         server._call_event("worker_stop", server, self.worker_id)
         os.close(wake_read)
         os.close(wake_write)
@@ -246,14 +247,9 @@ class TaskWorker:
 
     def _run_loop(self) -> None:
         loop = self.loop = self.server._new_loop()
-        asyncio.set_event_loop(loop)
         self.timers = Timers(loop)
         self.server._timers = self.timers
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-            asyncio.set_event_loop(None)
+        run_until_complete(loop, self._serve())
 
     async def _serve(self) -> None:
         loop = self.loop
@@ -273,5 +269,17 @@ class TaskWorker:
         server._call_event("worker_stop", server, self.worker_id)
 
     def _read(self, sock: Any) -> None:
-        for message in pipes.read_datagrams(sock, self._reassembler):
-            self.handle(message)
+        self._take(sock)
+
+    def _take(self, sock: Any) -> None:
+        """Handle what waits on one source, one datagram (one task) at a time, at most READ_BATCH in a row.
+        Once this worker is stopping (task_max_request reached, SIGTERM) it takes no more: the rest stays in
+        its pipe for its replacement, or in the shared queue (task_ipc_mode 3) for the next free task worker."""
+        for _ in range(READ_BATCH):
+            if self.stopping:
+                return
+            messages = pipes.read_datagrams(sock, self._reassembler, limit=1)
+            if not messages:
+                return  # nothing more for now (or a part of a chunked message: the rest wakes us again)
+            for message in messages:
+                self.handle(message)

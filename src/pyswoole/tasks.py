@@ -72,6 +72,15 @@ def unpack_payload(data: bytes, flags: int) -> Any:
     return data
 
 
+def _write_alone(writer: pipes.PipeWriter, datagrams: list[bytes]) -> bool:
+    """Write a task without batching it with other messages: a task worker takes one datagram at a time (so
+    that it stops at task_max_request, and leaves the next task in the shared queue of task_ipc_mode 3 to
+    whichever task worker is free first), so two tasks must never share a datagram. What this worker batched
+    earlier for the same pipe goes first, as ``PipeWriter.write`` does for a message of several datagrams."""
+    writer._flush_batch()
+    return writer._send(datagrams)
+
+
 class TaskClient:
     """The task and message calls of one process (event worker, master, manager or user process)."""
 
@@ -129,7 +138,7 @@ class TaskClient:
         sock = server._pipes.task_queue if self.preemptive and dst_worker_id < 0 else server._pipes.master_ends[target]  # type: ignore[union-attr]
         worker = server._worker
         if worker is not None and not flags & WAITALL:
-            sent = worker.writer_for(sock).write(datagrams)
+            sent = _write_alone(worker.writer_for(sock), datagrams)
         else:  # no loop here, or the caller is about to block on the result anyway
             sent = pipes.send_blocking(sock, datagrams)
         if sent:
@@ -163,6 +172,12 @@ class TaskClient:
     # task_wait() and friends (block the calling worker) ---------------------------------------------------
 
     def task_wait(self, data: Any, timeout: float, dst_worker_id: int) -> Any:
+        if not -1 <= dst_worker_id < self.task_worker_num:
+            logger.warning("task_wait: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id,
+                           self.task_worker_num - 1)
+            return self.server._fail(ErrorCode.INVALID_PARAMS)
+        if not self._may_wait("task_wait"):
+            return False
         results = self._wait_for([data], timeout, dst_worker_id)
         return results.get(0, False)
 
@@ -170,15 +185,23 @@ class TaskClient:
         if len(tasks) >= TASK_WAIT_MULTI_MAX:
             logger.warning("task_wait_multi: at most %d tasks", TASK_WAIT_MULTI_MAX - 1)
             return self.server._fail(ErrorCode.INVALID_PARAMS)
+        if not self._may_wait("task_wait_multi"):
+            return False
         return self._wait_for(tasks, timeout, -1)
+
+    def _may_wait(self, what: str) -> bool:
+        """Only an event worker of a server with task workers can block on task results (Swoole: false)."""
+        server = self.server
+        if server._worker is None or server.taskworker or self.task_worker_num == 0:
+            logger.warning("%s: only an event worker can wait for tasks", what)
+            server._fail(ErrorCode.TASK_DISPATCH_FAIL)
+            return False
+        return True
 
     def _wait_for(self, tasks: list[Any], timeout: float, dst_worker_id: int) -> dict[int, Any]:
         server = self.server
         worker = server._worker
-        if worker is None or server.taskworker or self.task_worker_num == 0:
-            logger.warning("task_wait: only an event worker can wait for tasks")
-            server._fail(ErrorCode.TASK_DISPATCH_FAIL)
-            return {}
+        assert worker is not None
         worker.flush_pipes()  # what this worker queued earlier goes first
         pending: dict[int, int] = {}
         for index, data in enumerate(tasks):

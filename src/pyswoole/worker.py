@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import ipc, log, pipes
 from .constants import ErrorCode, EventType, Mode, WorkerStatus
 from .log import logger
+from .loop import run_until_complete
 from .port import Port, PortHandlers
 from .reactor import Connection
 from .shm import Conn, Global, Slot
@@ -108,17 +109,14 @@ class EventWorker:
         log.set_role("worker", self.worker_id)
         server._set_title(f"worker {self.worker_id}")
         loop = self.loop = server._new_loop()
-        asyncio.set_event_loop(loop)
         self.timers = Timers(loop)
         self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)
         server._enter_worker(self)
         try:
-            loop.run_until_complete(self._serve(start_callback))
+            run_until_complete(loop, self._serve(start_callback))
         finally:
             self.set_status(WorkerStatus.EXIT)
             server._leave_worker()
-            loop.close()
-            asyncio.set_event_loop(None)
 
     async def _serve(self, start_callback: bool) -> None:
         loop = self.loop
@@ -333,18 +331,9 @@ class EventWorker:
         slot[Slot.CONNECTION_NUM] -= 1
 
     def _read_datagrams(self, port: Port, handlers: PortHandlers) -> None:
-        sock = port.sock
-        for _ in range(64):
-            try:
-                data, address = sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                logger.warning("recvfrom on port %s failed: %s", port.port, exc)
-                return
+        for data, host, remote_port in port.receive_datagrams():
             self.slot[_RECV_BYTES] += len(data)
             self.slot[_DISPATCH] += 1
-            host, remote_port = (address[0], address[1]) if isinstance(address, tuple) else (address or "", 0)
             self.packet(handlers, data, host, remote_port)
 
     def _read_pipe(self, sock: socket.socket) -> None:
