@@ -31,6 +31,20 @@ def read_pid(pid_file: str) -> int:
     return pid
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs; an exited server that its parent has not reaped yet (a zombie) has stopped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
 def reload(pid_file: str, task_workers: bool) -> int:
     os.kill(read_pid(pid_file), signal.SIGUSR2 if task_workers else signal.SIGUSR1)
     print(f"reload of {'task workers' if task_workers else 'all workers'} requested")
@@ -42,9 +56,7 @@ def stop(pid_file: str, timeout: float) -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             print(f"server {pid} stopped")
             return 0
         time.sleep(0.05)

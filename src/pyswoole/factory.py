@@ -21,6 +21,7 @@ from . import ipc, pipes
 from .constants import ErrorCode, EventType
 from .dispatch import HASH_MODES, Dispatcher
 from .log import logger
+from .reactor import expired_connections
 from .shm import Conn
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ class BaseFactory(_Factory):
             if code != _NOT_EXIST:
                 return code
         return self._forward(session_id, ipc.Message(EventType.SEND_DATA, fd=session_id, data=data))
+
+    def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
+        worker = self.server._worker
+        if worker is not None:
+            code = worker.sendfile(session_id, path, offset, length)
+            if code != _NOT_EXIST:
+                return code
+        return self._forward(session_id, ipc.Message(EventType.SEND_FILE, fd=session_id,
+                                                     data=ipc.pack_sendfile(path, offset, length)))
 
     def close(self, session_id: int, reset: bool) -> int:
         worker = self.server._worker
@@ -102,6 +112,14 @@ class BaseFactory(_Factory):
             return []
         return [(c.socket_fd, c.session_id) for c in worker.connections.values() if not c.closed]
 
+    def idle_sessions(self, now: float) -> list[int]:
+        """The calling worker's open sessions that the heartbeat would close now."""
+        worker = self.server._worker
+        if worker is None:
+            return []
+        return [conn.session_id for conn in
+                expired_connections((c for c in worker.connections.values() if not c.closed), now)]
+
     def bind(self, session_id: int, uid: int) -> int:
         conn = self._conn(session_id)
         if conn is None or conn.closed:
@@ -141,6 +159,22 @@ class ProcessFactory(_Factory):
             return ErrorCode.OUTPUT_BUFFER_OVERFLOW
         return self.to_reactor(session_id, q[base + Conn.REACTOR_ID],
                                ipc.Message(EventType.SEND_DATA, session_id, data=data))
+
+    def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
+        """The owning reactor sends the file (from the master's side of the socket)."""
+        if self.server._master is not None:
+            logger.warning("sendfile cannot be used in the master process")
+            return ErrorCode.SEND_IN_MASTER
+        base = self.table.find(session_id)
+        if base < 0:
+            return _NOT_EXIST
+        q = self.table.q
+        if q[base + Conn.CLOSED]:
+            return ErrorCode.SESSION_CLOSED
+        if q[base + Conn.PEER_CLOSED]:
+            return ErrorCode.SESSION_CLOSED_BY_CLIENT
+        return self.to_reactor(session_id, q[base + Conn.REACTOR_ID],
+                               ipc.Message(EventType.SEND_FILE, session_id, data=ipc.pack_sendfile(path, offset, length)))
 
     def to_reactor(self, session_id: int, reactor_id: int, message: ipc.Message) -> int:
         server = self.server
@@ -212,7 +246,24 @@ class ProcessFactory(_Factory):
             info["uid"] = q[base + Conn.UID]
         if q[base + Conn.WORKER_ID] >= 0 and self.dispatcher.mode == 8:
             info["worker_id"] = q[base + Conn.WORKER_ID]
+        worker = self.server._worker
+        if worker is not None and session_id in worker.client_certs:
+            info["ssl_client_cert"] = worker.client_certs[session_id]  # only where Connect ran, as in Swoole
         return info
+
+    def idle_sessions(self, now: float) -> list[int]:
+        """Every open session that received nothing for longer than its port's heartbeat_idle_time."""
+        q, d = self.table.q, self.table.d
+        idle = []
+        for base in range(0, self.table.size * Conn.SIZE, Conn.SIZE):
+            session_id = q[base + Conn.SESSION_ID]
+            if not session_id or q[base + Conn.CLOSED] or q[base + Conn.PEER_CLOSED]:
+                continue
+            port = self.ports.get(q[base + Conn.SERVER_FD])
+            idle_time = port.protocol["heartbeat_idle_time"] if port is not None else 0
+            if idle_time and d[base + Conn.LAST_RECV_TIME] <= now - idle_time:
+                idle.append(session_id)
+        return idle
 
     def live_sessions(self) -> list[tuple[int, int]]:
         q = self.table.q

@@ -15,6 +15,7 @@ CHUNK|BEGIN, CHUNK, ..., CHUNK|END (§5.3). Two invariants hold on the wire:
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ __all__ = [
     "encode",
     "pack_datagram",
     "unpack_datagram",
+    "pack_sendfile",
+    "unpack_sendfile",
 ]
 
 # fd, msg_id, len, reactor_id, type, flags, server_fd, ext_flags, reserved, time.
@@ -256,6 +259,22 @@ def unpack_datagram(payload: bytes) -> tuple[str, int, bytes]:
     if len(payload) < end:
         raise IpcError("datagram payload shorter than its address")
     return payload[_DGRAM_ADDRESS.size:end].decode(errors="replace"), port, payload[end:]
+
+
+_SENDFILE_RANGE = struct.Struct("=qq")
+
+
+def pack_sendfile(path: str, offset: int, length: int) -> bytes:
+    """SEND_FILE payload: the byte range, then the file's path."""
+    return _SENDFILE_RANGE.pack(offset, length) + os.fsencode(path)
+
+
+def unpack_sendfile(payload: bytes) -> tuple[str, int, int]:
+    """(path, offset, length) of a SEND_FILE payload; IpcError if it is cut short."""
+    if len(payload) <= _SENDFILE_RANGE.size:
+        raise IpcError("sendfile payload shorter than its range and path")
+    offset, length = _SENDFILE_RANGE.unpack_from(payload)
+    return os.fsdecode(payload[_SENDFILE_RANGE.size:]), offset, length
 
 
 class MessageIds:

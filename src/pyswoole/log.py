@@ -64,6 +64,22 @@ class _ReopenableFileHandler(logging.FileHandler):
             self.release()
 
 
+class Throttle:
+    """Lets a recurring warning through at most once per ``period`` seconds, as Swoole rate-limits its own
+    (too many connections, no idle worker): a flood of refusals must not become a flood of log lines."""
+
+    def __init__(self, period: float = 1.0) -> None:
+        self.period = period
+        self._last = float("-inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.period:
+            return False
+        self._last = now
+        return True
+
+
 _handler: logging.Handler | None = None
 
 

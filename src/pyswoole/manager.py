@@ -16,6 +16,7 @@ it is safe.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -113,7 +114,7 @@ class Manager:
     def _sleep(self, wake_read: int) -> None:
         if self.signals:
             return
-        timeout = 1.0
+        timeout = min(1.0, self._next_stats - time.monotonic())  # stats_timer_interval may be shorter
         if self.respawn_at:
             timeout = min(timeout, min(self.respawn_at.values()) - time.monotonic())
         if self.reloading or self.worker_timeout:
@@ -142,6 +143,7 @@ class Manager:
     def spawn(self, worker_id: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        manager_pid = os.getpid()
         pid = os.fork()
         if pid:
             self.pids[pid] = worker_id
@@ -154,6 +156,7 @@ class Manager:
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             if worker_id in self.user_ids:
+                _die_with_parent(manager_pid)
                 self.server._run_user_process(worker_id)
             else:
                 self.server._run_worker(worker_id)
@@ -319,6 +322,17 @@ class Manager:
     def _terminate(self, pid: int) -> None:
         self.terminated.add(pid)
         _kill(pid, signal.SIGTERM)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGTERM this child when the manager dies. Workers notice that by themselves, but a
+    user process runs only the user's code: orphaned, it would live on (holding the listening sockets)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent_pid:  # the manager died before the prctl
+        os._exit(0)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -47,6 +46,7 @@ class Master:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timers: Timers | None = None
         self._manager_fd = -1
+        self._too_many = log.Throttle()
         self._stopped: asyncio.Future[None] | None = None
 
     def run(self) -> None:
@@ -106,7 +106,6 @@ class Master:
         shared = self.shared
         table = shared.connections
         reactors = self.reactors
-        tcp = port.sock.family != socket.AF_UNIX
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, address = port.sock.accept()
@@ -119,13 +118,12 @@ class Master:
             reactor = reactors[fd % len(reactors)]
             session_id = shared.allocate_session()
             if session_id < 0:
-                logger.warning("Too many connections [max_connection=%d], connection refused", table.size)
+                if self._too_many.ready():
+                    logger.warning("Too many connections [max_connection=%d], connection refused", table.size)
                 reactor.slot[Slot.ABORT] += 1
                 sock.close()
                 continue
-            sock.setblocking(False)
-            if tcp:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)  # its port's socket options are set by the reactor (Connection)
             base = table.open(session_id, fd, reactor.reactor_id, port.fileno, address)
             reactor.slot[Slot.ACCEPT] += 1
             reactor.slot[Slot.CONNECTION_NUM] += 1

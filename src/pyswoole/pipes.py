@@ -88,20 +88,34 @@ class PipeWriter:
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._batch = bytearray()
+        self._in_pass = False  # something was sent during this pass of the loop
 
-    def write(self, datagrams: list[bytes]) -> bool:
-        """Send a message's datagrams; False if it had to be dropped (the reader is far behind)."""
+    def write(self, datagrams: list[bytes], batch: bool = True) -> bool:
+        """Send a message's datagrams; False if it had to be dropped (the reader is far behind).
+
+        The first message of a loop pass leaves at once, so the reader can start on it; the ones after it
+        wait for the end of the pass and leave together. ``batch=False``: this message travels alone (after
+        what is batched already)."""
+        if not batch:
+            self._flush_batch()
+            return self._send(datagrams)
+        if not self._in_pass:
+            self._in_pass = True
+            self._loop.call_soon(self._end_pass)
+            return self._send(datagrams)
         batch = self._batch
         if len(datagrams) == 1:
             datagram = datagrams[0]
             if len(batch) + len(datagram) <= ipc.MAX_DATAGRAM:
-                if not batch:
-                    self._loop.call_soon(self._flush_batch)
                 batch += datagram
                 return True
         if batch:
             self._flush_batch()
         return self._send(datagrams)
+
+    def _end_pass(self) -> None:
+        self._in_pass = False
+        self._flush_batch()
 
     def flush(self) -> bool:
         """Send everything pending now, blocking if need be (before the process blocks or exits)."""

@@ -1,10 +1,15 @@
-"""A listening port: its socket (bound when the Port is made, as Swoole does), its settings and callbacks."""
+"""A listening port: its socket (bound when the Port is made, as Swoole does), its settings and callbacks.
+
+At start the port's protocol settings are fixed (``resolve_protocol``): its framing, its heartbeat and idle
+times, the socket options each accepted connection gets, and for an SSL port its TLS context.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import socket
+import ssl
 import stat
 import asyncio
 from collections.abc import Callable, Iterator
@@ -15,6 +20,7 @@ from .constants import DGRAM_TYPES, INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TY
 from .errors import ServerError
 from .framing import Framer, framer_for
 from .log import logger
+from .tls import server_context
 
 if TYPE_CHECKING:
     from .server import Server
@@ -50,8 +56,10 @@ class Port:
         if base_type not in UNIX_TYPES and not 0 <= port <= 65535:
             raise ServerError(f"failed to listen server port[{host}:{port}], Error: port out of range 0..65535",
                               errno.EINVAL)
-        if int(sock_type) & SSL_FLAG:
-            raise ServerError("SSL ports are not supported yet", errno.EPROTONOSUPPORT)
+        self.ssl = bool(int(sock_type) & SSL_FLAG)
+        if self.ssl and base_type not in STREAM_TYPES:
+            raise ServerError(f"failed to listen server port[{host}:{port}], Error: SSL over datagrams (DTLS) "
+                              "is not supported", errno.EPROTONOSUPPORT)
         self.server = server
         self.host = host
         self.sock_type = int(sock_type)
@@ -59,6 +67,8 @@ class Port:
         self.is_stream = base_type in STREAM_TYPES
         self.setting: dict[str, Any] = {}
         self.protocol: dict[str, Any] = {}  # effective port-level settings, fixed at start
+        self.ssl_context: ssl.SSLContext | None = None  # SSL ports, from start on
+        self._accepted_options: list[tuple[int, int, int]] = []  # setsockopt() for each accepted socket
         self._configured = False  # Port.set() was called: the port inherits nothing from the server
         self.callbacks: dict[str, Callable[..., Any]] = {}
         self.sock = self._bind(host, port)
@@ -121,12 +131,56 @@ class Port:
         own = self.setting if self._configured and not is_primary else server_settings
         effective = settings_module.resolve(own, self.server.mode)
         self.protocol = {key: effective[key] for key in settings_module.PORT_KEYS if key in effective}
+        if self.ssl:
+            self.ssl_context = server_context(self.protocol, repr(self))
+        self._accepted_options = self._socket_options()
+
+    def _socket_options(self) -> list[tuple[int, int, int]]:
+        """The options every accepted socket of this port gets (Swoole sets them at accept or listen)."""
+        protocol = self.protocol
+        options = []
+        if self.base_type != SockType.UNIX_STREAM:
+            # asyncio and uvloop turn TCP_NODELAY on for every TCP transport: set it either way.
+            options.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, int(protocol["open_tcp_nodelay"])))
+            if protocol["open_tcp_keepalive"]:
+                options += [
+                    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+                    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, protocol["tcp_keepidle"]),
+                    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, protocol["tcp_keepinterval"]),
+                    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, protocol["tcp_keepcount"]),
+                ]
+            if protocol["tcp_user_timeout"]:
+                options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, protocol["tcp_user_timeout"]))
+        for key, option in (("kernel_socket_recv_buffer_size", socket.SO_RCVBUF),
+                            ("kernel_socket_send_buffer_size", socket.SO_SNDBUF)):
+            if protocol[key]:
+                options.append((socket.SOL_SOCKET, option, protocol[key]))
+        return options
+
+    def configure_accepted(self, sock: Any) -> None:
+        """Apply the port's socket options to a connection it accepted (a socket or a transport's socket)."""
+        for level, option, value in self._accepted_options:
+            try:
+                sock.setsockopt(level, option, value)
+            except OSError as exc:
+                logger.warning("setsockopt(%d, %d, %d) on a connection of %r failed: %s", level, option, value,
+                               self, exc)
+
+    @property
+    def handshake_timeout(self) -> float:
+        """How long a TLS client may take to finish its handshake. Swoole's heartbeat closes a connection still
+        handshaking when it goes idle; the handshake timeout is that idle time here (else asyncio's 60 s)."""
+        return float(self.protocol["heartbeat_idle_time"] or self.protocol["max_idle_time"] or 60)
 
     def new_framer(self) -> Framer | None:
         """A fresh framer for one connection of this port; None in raw mode."""
         return framer_for(self.protocol)
 
-    def listen(self, backlog: int, reuse_port: bool) -> None:
+    @property
+    def backlog(self) -> int:
+        return self.protocol["backlog"]
+
+    def listen(self, reuse_port: bool) -> None:
         """Start listening (stream ports) before any fork, so that clients queue up while workers start.
 
         With ``reuse_port`` the constructor's socket is swapped for an SO_REUSEPORT one that only holds the
@@ -140,14 +194,22 @@ class Port:
             self.sock = self._reuse_port_socket()
             self.fileno = self.sock.fileno()
         else:
-            self.sock.listen(backlog)
+            self._listen(self.sock)
 
     def socket_for_worker(self) -> socket.socket:
         if not self._reuse_port:
             return self.sock
         sock = self._reuse_port_socket()
-        sock.listen(self.server.setting["backlog"])
+        self._listen(sock)
         return sock
+
+    def _listen(self, sock: socket.socket) -> None:
+        if sock.family != socket.AF_UNIX:
+            if self.protocol["tcp_defer_accept"]:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, self.protocol["tcp_defer_accept"])
+            if self.protocol["tcp_fastopen"]:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, self.backlog)
+        sock.listen(self.backlog)
 
     def _reuse_port_socket(self) -> socket.socket:
         sock = socket.socket(self.sock.family, socket.SOCK_STREAM)

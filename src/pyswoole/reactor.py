@@ -7,6 +7,12 @@ worker's, which calls the user's Receive without any hop.
 
 Close state, as in Swoole: ``closed`` flips once (the single Close callback is guarded by it), ``closing``
 is true while a server-initiated Close callback runs, and the socket is closed only after that callback.
+
+A connection is *ready* once its reactor has registered it (``on_connect``): at once for a plain socket,
+after the handshake on a TLS port. Before that it has no Connect, no Receive and no Close: a connection the
+reactor refuses (``admit``) or whose handshake fails is only counted. Idle connections (heartbeat,
+max_idle_time) are closed by the reactor's ``force_close``: the worker still runs Close with a reactor_id
+>= 0, and output still pending is dropped.
 """
 
 from __future__ import annotations
@@ -14,20 +20,24 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from . import ipc
 from .constants import EventType
 from .dispatch import Dispatcher
 from .framing import FramingError
-from .log import logger
+from .log import NOTICE, logger
 from .pipes import PipeWriter, read_datagrams
 from .port import Port, PortHandlers
+from .sendfile import FileSender
 from .shm import Conn, Slot
+from .tls import peer_certificate_pem
 
 _now = time.time
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -36,15 +46,19 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 class Reactor(Protocol):
     """What a connection needs from the event loop's owner."""
 
-    def on_connect(self, conn: Connection) -> None: ...
+    def admit(self, conn: Connection) -> bool: ...  # False: refused (the reactor closed it and counted it)
+    def on_connect(self, conn: Connection) -> None: ...  # the connection is ready
+    def on_handshake_failed(self, conn: Connection) -> None: ...
     def on_disconnect(self, conn: Connection, exc: Exception | None) -> None: ...
+    def force_close(self, conn: Connection) -> None: ...  # heartbeat and max_idle_time
 
 
 class Connection(asyncio.Protocol):
     __slots__ = (
         "reactor", "port", "reactor_id", "session_id", "transport", "socket_fd", "remote_ip", "remote_port",
         "connect_time", "last_recv_time", "last_send_time", "last_dispatch_time", "close_errno", "closed",
-        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer",
+        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer", "ready",
+        "handshake", "idle_timer", "idle_queued", "file_queue", "file_sender", "close_queued",
     )
 
     def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
@@ -69,7 +83,15 @@ class Connection(asyncio.Protocol):
         self.uid = 0
         self.paused = False
         self.overflow = False  # the output buffer passed socket_buffer_size: send() fails until it drains
-        self.writable = False  # open, not closing, not overflowing: what the send() fast path checks
+        self.writable = False  # ready, open, not overflowing, no file being sent: what send()'s fast path checks
+        self.ready = False
+        self.handshake: asyncio.Task[None] | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
+        self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
+        # While a file is being sent, later output waits here in order: bytes, or (path, offset, length).
+        self.file_queue: deque[bytes | tuple[str, int, int]] | None = None
+        self.file_sender: FileSender | None = None
+        self.close_queued = False  # close once the file queue is through
 
     # asyncio.Protocol ----------------------------------------------------------------------------------
 
@@ -82,7 +104,44 @@ class Connection(asyncio.Protocol):
             self.remote_ip, self.remote_port = peer[0], peer[1]
         elif peer:
             self.remote_ip = peer
-        self.connect_time = _now()
+        # As in Swoole, a client that never sends is idle since it connected.
+        self.connect_time = self.last_recv_time = _now()
+        if not self.reactor.admit(self):
+            return
+        if sock is not None:
+            self.port.configure_accepted(sock)
+        context = self.port.ssl_context
+        if context is None:
+            self._make_ready()
+        else:
+            transport.pause_reading()  # nothing is read before the TLS layer is in place
+            self.handshake = asyncio.get_running_loop().create_task(self._start_tls(transport, context))
+
+    async def _start_tls(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        """The server side of the handshake; the connection becomes ready (Connect) only after it."""
+        standin = _HandshakeStandIn()
+        try:
+            tls_transport = await asyncio.get_running_loop().start_tls(
+                transport, standin, context, server_side=True,  # type: ignore[arg-type]
+                ssl_handshake_timeout=self.port.handshake_timeout)
+        except Exception as exc:  # ssl.SSLError, a reset or EOF mid-handshake, the handshake timeout
+            self.handshake = None
+            logger.log(NOTICE, "TLS handshake with %s:%d failed: %s", self.remote_ip, self.remote_port,
+                       exc or type(exc).__name__)
+            transport.abort()
+            self.reactor.on_handshake_failed(self)
+            return
+        self.handshake = None
+        tls_transport.set_protocol(self)
+        self.transport = tls_transport  # type: ignore[assignment]
+        self._make_ready()
+        standin.hand_over(self)
+
+    def _make_ready(self) -> None:
+        self.ready = True
+        max_idle_time = self.port.protocol["max_idle_time"]
+        if max_idle_time:
+            self.idle_timer = asyncio.get_running_loop().call_later(max_idle_time, self._check_idle)
         self.reactor.on_connect(self)
 
     def eof_received(self) -> bool:
@@ -107,7 +166,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.overflow = False
-        self.writable = not self.closed
+        self.writable = not self.closed and self.file_queue is None
 
     def mark_closed(self, by_peer: bool) -> None:
         self.closed = True
@@ -115,6 +174,15 @@ class Connection(asyncio.Protocol):
         self.writable = False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.file_sender is not None:
+            self.file_sender.cancel()
+            self.file_sender = None
+        self.file_queue = None
+        if not self.ready:
+            return  # refused, or lost during the handshake: the reactor has counted it already
         if exc is not None:
             self.close_errno = getattr(exc, "errno", 0) or 0
         self.reactor.on_disconnect(self, exc)
@@ -123,13 +191,65 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.last_send_time = _now()
-        self.transport.write(data)  # type: ignore[union-attr]
+        if self.file_queue is None:
+            self.transport.write(data)  # type: ignore[union-attr]
+        else:
+            self.file_queue.append(data)
+
+    def send_file(self, path: str, offset: int, length: int) -> None:
+        """Queue ``length`` bytes of a file from ``offset`` behind the output sent so far. ``OSError`` if the
+        file cannot be opened now (a file queued behind another one is opened when its turn comes)."""
+        if self.file_queue is not None:
+            self.file_queue.append((path, offset, length))
+            return
+        self._send_file(path, offset, length)
+        self.file_queue = deque()
+        self.writable = False
+
+    def _send_file(self, path: str, offset: int, length: int) -> None:
+        self.file_sender = FileSender(asyncio.get_running_loop(), self.transport, path, offset, length,  # type: ignore[arg-type]
+                                      self._file_progress, self._file_done)
+
+    def _file_progress(self) -> None:
+        self.last_send_time = _now()
+
+    def _file_done(self, error: OSError | None) -> None:
+        self.file_sender = None
+        if error is not None:
+            logger.warning("sendfile to session %d failed: %s; connection closed", self.session_id, error)
+            self.file_queue = None
+            self.shut(reset=True)
+            return
+        queue = self.file_queue
+        while queue:
+            item = queue.popleft()
+            if type(item) is bytes:
+                self.transport.write(item)  # type: ignore[union-attr]
+                continue
+            path = item[0]  # type: ignore[index]
+            try:
+                self._send_file(*item)  # type: ignore[misc]
+                return
+            except OSError as exc:
+                logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, path, exc)
+        self.file_queue = None
+        self.writable = not (self.closed or self.overflow)
+        if self.close_queued:
+            self.shut(reset=False)
 
     def shut(self, reset: bool) -> None:
         """Close the socket: after pending output is flushed, or at once with an RST when ``reset``."""
         transport = self.transport
         if transport is None or transport.is_closing() and not reset:
             return
+        if self.file_queue is not None:
+            if not reset:
+                self.close_queued = True  # the files and what waits behind them go first
+                return
+            if self.file_sender is not None:
+                self.file_sender.cancel()
+                self.file_sender = None
+            self.file_queue = None
         if reset:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family != socket.AF_UNIX:
@@ -150,9 +270,38 @@ class Connection(asyncio.Protocol):
             else:
                 self.transport.pause_reading()
 
+    def heartbeat_expired(self, now: float) -> bool:
+        """Nothing received (or nothing since it connected) for longer than its port's heartbeat_idle_time."""
+        idle_time = self.port.protocol["heartbeat_idle_time"]
+        return idle_time > 0 and self.last_recv_time <= now - idle_time
+
+    def _check_idle(self) -> None:
+        """max_idle_time: closed when neither receiving nor the output have moved for that long."""
+        self.idle_timer = None
+        if self.closed:
+            return
+        now = _now()
+        queued = self.send_queued_bytes()
+        if queued != self.idle_queued:
+            self.last_send_time = now  # the output buffer moved since the last check
+            self.idle_queued = queued
+        max_idle_time = self.port.protocol["max_idle_time"]
+        last_active = max(self.last_recv_time, self.last_send_time)
+        if now - last_active >= max_idle_time:
+            logger.info("session %d idle for %.3f s (max_idle_time): closed", self.session_id, now - last_active)
+            self.reactor.force_close(self)
+        else:
+            self.idle_timer = asyncio.get_running_loop().call_later(last_active + max_idle_time - now,
+                                                                    self._check_idle)
+
     def send_queued_bytes(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+
+    def client_certificate(self) -> str:
+        """The PEM certificate a TLS client presented ("" without one)."""
+        transport = self.transport
+        return peer_certificate_pem(transport.get_extra_info("ssl_object")) if transport is not None else ""
 
     def info(self) -> dict[str, Any]:
         """The fields of Swoole's ``getClientInfo``."""
@@ -176,13 +325,48 @@ class Connection(asyncio.Protocol):
         }
         if self.uid:
             info["uid"] = self.uid
+        if port.ssl_context is not None:
+            certificate = self.client_certificate()
+            if certificate:
+                info["ssl_client_cert"] = certificate
         return info
+
+
+class _HandshakeStandIn(asyncio.Protocol):
+    """Takes the connection's place while ``start_tls`` runs: the TLS layer may deliver what the client sent
+    right behind its handshake (or its EOF) before ``start_tls`` returns, and the connection must not see
+    it before it is ready and its Connect has been sent."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.lost = False
+        self.exc: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost, self.exc = True, exc
+
+    def hand_over(self, conn: Connection) -> None:
+        for data in self.received:
+            conn.data_received(data)
+        if self.lost:
+            conn.connection_lost(self.exc)
+
+
+def expired_connections(connections: Iterable[Connection], now: float) -> list[Connection]:
+    """The connections the heartbeat closes: nothing received for longer than their port's idle time."""
+    return [conn for conn in connections if conn.heartbeat_expired(now)]
 
 
 class ReactorConnection(Connection):
     """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
 
-    __slots__ = ("base", "table_d", "slot", "full")
+    __slots__ = ("base", "table_d", "slot", "full", "close_force")
 
     def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
                  base: int) -> None:
@@ -192,6 +376,7 @@ class ReactorConnection(Connection):
         self.table_d = reactor.table.d
         self.slot = reactor.slot
         self.full = False  # above the high watermark: BufferFull was sent
+        self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
 
     def data_received(self, data: bytes) -> None:
         now = _now()
@@ -235,6 +420,7 @@ class ReactorThread:
         self.high_watermark = setting["buffer_high_watermark"] or self.buffer_limit * 4 // 5
         self.low_watermark = setting["buffer_low_watermark"]
         self.delay_receive: bool = setting["enable_delay_receive"]
+        self.heartbeat_interval: int = setting["heartbeat_check_interval"]
         self.connections: dict[int, ReactorConnection] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
@@ -261,6 +447,10 @@ class ReactorThread:
         for port in server.ports:
             if not port.is_stream and port.fileno % self.reactor_num == self.reactor_id:
                 loop.add_reader(port.fileno, self._read_datagrams, port)
+        if self.heartbeat_interval:
+            # Swoole runs one heartbeat thread over every connection; a timer in each reactor's own loop
+            # does the same without locking, each over the connections it owns.
+            loop.call_later(self.heartbeat_interval, self._heartbeat)
         self.ready.set()
         try:
             loop.run_forever()
@@ -282,9 +472,17 @@ class ReactorThread:
             if task.cancelled() or task.exception() is not None:
                 logger.warning("could not adopt connection %d: %s", session_id, task.exception())
                 sock.close()
-                self._release(conn)
+                self._free(conn)
 
         task.add_done_callback(adopted)
+
+    def admit(self, conn: Connection) -> bool:
+        return True  # the master admitted it (max_connection) before handing it over
+
+    def on_handshake_failed(self, conn: Connection) -> None:
+        assert isinstance(conn, ReactorConnection)
+        self.slot[Slot.ABORT] += 1
+        self._free(conn)  # no worker ever heard of it
 
     def on_connect(self, conn: Connection) -> None:
         assert isinstance(conn, ReactorConnection)
@@ -300,8 +498,11 @@ class ReactorThread:
             # The same dispatch rule as data (dispatch_func sees type CONNECT; mode 8 sticks the connection here).
             worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CONNECT)
             if worker_id >= 0:
+                # A TLS client's certificate travels with Connect; only that worker keeps it, as in Swoole.
+                certificate = conn.client_certificate().encode() if conn.port.ssl_context is not None else b""
                 self._to_worker(worker_id, ipc.Message(EventType.CONNECT, conn.session_id, self.reactor_id,
-                                                       conn.port.fileno, time=conn.connect_time))
+                                                       conn.port.fileno, time=conn.connect_time,
+                                                       data=certificate))
 
     def dispatch(self, conn: ReactorConnection, data: bytes, now: float) -> None:
         worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
@@ -331,23 +532,62 @@ class ReactorThread:
         q = self.table.q
         if q[conn.base + Conn.SESSION_ID] == conn.session_id:
             q[conn.base + Conn.CLOSE_ERRNO] = conn.close_errno
+        if conn.close_force:
+            # Its worker's Close is running: the record stays until the worker answers.
+            conn.peer_closed = True
+            q[conn.base + Conn.PEER_CLOSED] = 1
+            return
         if conn.closed or q[conn.base + Conn.CLOSED]:
             self._release(conn)  # the server closed it: its Close callback ran in the worker already
             return
         conn.mark_closed(by_peer=True)
         q[conn.base + Conn.PEER_CLOSED] = 1
-        worker_id = -1
-        if self.dispatcher.notify and conn.handlers.close is not None and not self._closing:
-            worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CLOSE)
-        if worker_id >= 0:
-            # The record stays until the worker answers, so that get_client_info works inside Close.
-            self._to_worker(worker_id, ipc.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
-        else:
+        if not self._notify_close(conn):
             self._release(conn)
 
-    def _release(self, conn: ReactorConnection) -> None:
-        if self.connections.pop(conn.session_id, None) is None and conn.transport is not None:
+    def _notify_close(self, conn: ReactorConnection) -> bool:
+        """Send CLOSE to the worker that runs the session's Close (reactor_id >= 0); False if none does. The
+        record stays until the worker answers, so that get_client_info works inside Close."""
+        if not self.dispatcher.notify or conn.handlers.close is None or self._closing:
+            return False
+        worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CLOSE)
+        if worker_id < 0:
+            return False
+        self._to_worker(worker_id, ipc.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
+        return True
+
+    def force_close(self, conn: Connection) -> None:
+        """Close an idle connection (heartbeat, max_idle_time): its worker runs Close with this reactor's id,
+        then the socket is closed at once, dropping any output still pending."""
+        assert isinstance(conn, ReactorConnection)
+        if conn.closed:
+            if not conn.peer_closed and not conn.close_force:
+                conn.shut(reset=True)  # closed by the server and still flushing to a client that stalled
             return
+        if self.table.q[conn.base + Conn.CLOSED]:
+            return  # a worker is closing it: its CLOSE is on the way
+        conn.set_reading(False)
+        conn.mark_closed(by_peer=False)
+        conn.close_force = True
+        if not self._notify_close(conn):
+            conn.close_force = False
+            conn.shut(reset=True)
+
+    def _heartbeat(self) -> None:
+        now = _now()
+        candidates = [conn for conn in self.connections.values() if not conn.peer_closed and not conn.close_force]
+        for conn in expired_connections(candidates, now):
+            logger.info("session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id,
+                        now - conn.last_recv_time)
+            self.force_close(conn)
+        self.loop.call_later(self.heartbeat_interval, self._heartbeat)  # type: ignore[union-attr]
+
+    def _release(self, conn: ReactorConnection) -> None:
+        if self.connections.pop(conn.session_id, None) is not None:
+            self._free(conn)
+
+    def _free(self, conn: ReactorConnection) -> None:
+        """Forget a session: its record, its dispatch state and its place in the counters."""
         self.dispatcher.release(conn.base)
         self.table.release(conn.session_id)
         self.slot[Slot.CLOSE] += 1
@@ -379,12 +619,21 @@ class ReactorThread:
             if conn is not None:
                 if conn.peer_closed:
                     self._release(conn)  # the worker's answer to our CLOSE: its Close callback is over
+                elif conn.close_force:
+                    conn.close_force = False  # the worker's Close is over: drop the output, close now
+                    conn.shut(reset=True)
                 else:
                     conn.mark_closed(by_peer=False)
                     conn.shut(reset=bool(message.ext_flags))
         elif kind in (EventType.PAUSE_RECV, EventType.RESUME_RECV):
             if conn is not None and not conn.closed:
                 conn.set_reading(kind == EventType.RESUME_RECV)
+        elif kind == EventType.SEND_FILE:
+            if conn is not None and not conn.closed:
+                try:
+                    conn.send_file(*ipc.unpack_sendfile(message.data))
+                except (OSError, ipc.IpcError) as exc:
+                    logger.warning("sendfile to session %d failed: %s", conn.session_id, exc)
         else:
             logger.warning("unexpected message type %d from a worker", kind)
 

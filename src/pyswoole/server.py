@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -155,14 +156,16 @@ class Server:
         log.configure(setting.get("log_file"), setting["log_level"], setting["log_date_format"],
                       setting["log_date_with_microseconds"])
         self._check_start(setting)
+        for port in self.ports:  # a bad TLS certificate raises here, before anything is started
+            port.resolve_protocol(self._settings, port is self.ports[0])
+        setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
         self._started = True
         self.setting = setting
         pid_file = setting.get("pid_file")
         if setting["daemonize"]:
             daemonize(setting.get("log_file"))
         for port in self.ports:
-            port.resolve_protocol(self._settings, port is self.ports[0])
-            port.listen(setting["backlog"], setting["enable_reuse_port"] and self.mode == Mode.BASE)
+            port.listen(setting["enable_reuse_port"] and self.mode == Mode.BASE)
         try:
             if self.mode == Mode.PROCESS:
                 self._start_process_mode()
@@ -249,6 +252,23 @@ class Server:
                     raise ServerError(f"require onPacket callback for {port!r}", ErrorCode.INVALID_CALLBACK)
             elif port.get_callback("receive") is None and primary.get_callback("receive") is None:
                 raise ServerError(f"require onReceive callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+
+    def _heartbeat_interval(self, interval: int) -> int:
+        """Swoole's start_check over the ports: with a heartbeat, a stream port without an idle time gets twice
+        the interval; a port with one lowers the interval to half of it (at least 1 s), so that an idle
+        connection is closed between idle and 1.5 x idle seconds after its last receive."""
+        stream_ports = [port for port in self.ports if port.is_stream]
+        if interval > 0:
+            for port in stream_ports:
+                if port.protocol["heartbeat_idle_time"] == 0:
+                    port.protocol["heartbeat_idle_time"] = interval * 2
+        for port in stream_ports:
+            idle_time = port.protocol["heartbeat_idle_time"]
+            if idle_time > 0:
+                expected = idle_time // 2 if idle_time > 2 else 1
+                if interval == 0 or interval > expected:
+                    interval = expected
+        return interval
 
     def _write_pid_file(self) -> None:
         pid_file = self.setting.get("pid_file")
@@ -429,6 +449,55 @@ class Server:
 
     confirm = resume
 
+    def sendfile(self, fd: int, filename: str | os.PathLike[str], offset: int = 0, length: int = 0) -> bool:
+        """Send ``length`` bytes of a file from ``offset`` (0: up to its end), after what was sent before.
+
+        The kernel copies it from the page cache to the socket (``os.sendfile``) unless the connection is
+        TLS. False (see ``get_last_error()``) for a missing or non-regular file, a negative offset or length,
+        a range beyond the end of the file, or a session that is unknown or closed.
+        """
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        if offset < 0 or length < 0:
+            logger.warning("sendfile: offset (%d) and length (%d) must not be negative", offset, length)
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        path = os.path.abspath(os.fspath(filename))  # the reactor that sends it may run elsewhere
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            logger.warning("sendfile: cannot use %s: %s", path, exc.strerror)
+            return self._fail(exc.errno or errno.ENOENT)
+        if not stat.S_ISREG(info.st_mode):
+            logger.warning("sendfile: %s is not a regular file", path)
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        if offset >= info.st_size or length > info.st_size - offset:
+            logger.warning("sendfile: %s has %d bytes, fewer than offset %d + length %d", path, info.st_size,
+                           offset, length)
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        length = length or info.st_size - offset
+        code = self._factory.sendfile(fd, path, offset, length)
+        if code:
+            return self._fail(code)
+        worker = self._worker
+        if worker is not None:
+            worker.slot[_RESPONSE] += 1
+            worker.slot[_SEND_BYTES] += length
+        return True
+
+    def heartbeat(self, if_close_connection: bool = True) -> list[int] | bool:
+        """The sessions that received nothing for longer than their port's ``heartbeat_idle_time``; with
+        ``if_close_connection`` they are also closed, their pending output dropped. False when the server has
+        no heartbeat (``heartbeat_check_interval`` < 1). BASE mode sees the calling worker's own sessions."""
+        if not self._started:
+            return self._fail(ErrorCode.SERVER_NOT_RUNNING)
+        if self.setting["heartbeat_check_interval"] < 1:
+            return False
+        idle = self._factory.idle_sessions(_now())
+        if if_close_connection:
+            for fd in idle:
+                self._factory.close(fd, True)
+        return idle
+
     def exist(self, fd: int) -> bool:
         """True if ``fd`` is an open session (BASE mode sees only the calling worker's, as Swoole)."""
         return self._started and self._factory.exist(fd)
@@ -564,8 +633,10 @@ class Server:
         """Stop the whole server gracefully (from any of its processes)."""
         if not self._started or self._shared is None:
             return self._fail(ErrorCode.SERVER_NOT_RUNNING)
-        manager_pid = self._shared.globals[Global.MANAGER_PID]
-        target = manager_pid or self._shared.globals[Global.MASTER_PID]
+        # PROCESS mode: the master stops everything; BASE mode: the manager, or else the only process.
+        globals_ = self._shared.globals
+        target = globals_[Global.MASTER_PID] if self.mode == Mode.PROCESS else \
+            globals_[Global.MANAGER_PID] or globals_[Global.MASTER_PID]
         try:
             os.kill(target, signal.SIGTERM)
         except OSError as exc:

@@ -121,7 +121,8 @@ class ConnectionTable:
         q[base + Conn.SERVER_FD] = server_fd
         q[base + Conn.SOCKET_FD] = socket_fd
         q[base + Conn.WORKER_ID] = -1
-        self.d[base + Conn.CONNECT_TIME] = time.time()
+        # As in Swoole, a client that never sends is idle since it connected (heartbeat).
+        self.d[base + Conn.CONNECT_TIME] = self.d[base + Conn.LAST_RECV_TIME] = time.time()
         if isinstance(remote, tuple):
             family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
             packed = socket.inet_pton(family, remote[0])

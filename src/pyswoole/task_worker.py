@@ -166,15 +166,18 @@ class TaskWorker:
             except Exception:
                 logger.exception("Task callback failed (task %d from worker %d)", message.fd, message.reactor_id)
                 result = False if message.ext_flags & WAITALL else None  # a waiter gets False
-            if result is not None and not self._finished:
+            reply = result is not None and not self._finished
+            # Idle before the result leaves: the worker that waits for it may dispatch its next task at once, and
+            # must not find this task worker still busy (it would pick a busy one, round robin among "equals").
+            self._count_done()
+            if reply:
                 self.finish(result)
             self.current = None
-            self._count_done()
 
     def _task_done(self, task: Task, result: Any) -> None:
+        self._count_done()  # as above: idle before the result leaves
         if result is not None and not task._finished:
             task.finish(result)
-        self._count_done()
 
     def _count_done(self) -> None:
         self.done += 1

@@ -72,15 +72,6 @@ def unpack_payload(data: bytes, flags: int) -> Any:
     return data
 
 
-def _write_alone(writer: pipes.PipeWriter, datagrams: list[bytes]) -> bool:
-    """Write a task without batching it with other messages: a task worker takes one datagram at a time (so
-    that it stops at task_max_request, and leaves the next task in the shared queue of task_ipc_mode 3 to
-    whichever task worker is free first), so two tasks must never share a datagram. What this worker batched
-    earlier for the same pipe goes first, as ``PipeWriter.write`` does for a message of several datagrams."""
-    writer._flush_batch()
-    return writer._send(datagrams)
-
-
 class TaskClient:
     """The task and message calls of one process (event worker, master, manager or user process)."""
 
@@ -138,7 +129,9 @@ class TaskClient:
         sock = server._pipes.task_queue if self.preemptive and dst_worker_id < 0 else server._pipes.master_ends[target]  # type: ignore[union-attr]
         worker = server._worker
         if worker is not None and not flags & WAITALL:
-            sent = _write_alone(worker.writer_for(sock), datagrams)
+            # A task worker takes one datagram at a time (to stop exactly at task_max_request, and to leave
+            # the next task of the shared queue to whichever task worker is free first): never batch tasks.
+            sent = worker.writer_for(sock).write(datagrams, batch=False)
         else:  # no loop here, or the caller is about to block on the result anyway
             sent = pipes.send_blocking(sock, datagrams)
         if sent:

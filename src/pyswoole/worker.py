@@ -27,7 +27,7 @@ from .constants import ErrorCode, EventType, Mode, WorkerStatus
 from .log import logger
 from .loop import run_until_complete
 from .port import Port, PortHandlers
-from .reactor import Connection
+from .reactor import Connection, expired_connections
 from .shm import Conn, Global, Slot
 from .task_worker import request_limit
 from .tasks import deliver_pipe_message
@@ -92,6 +92,7 @@ class EventWorker:
             EventType.CONNECT: self._connect_event, EventType.CLOSE: self._close_event,
             EventType.BUFFER_FULL: self._buffer_event, EventType.BUFFER_EMPTY: self._buffer_event,
             EventType.SEND_DATA: self._forwarded_send, EventType.CLOSE_FORWARD: self._forwarded_close,
+            EventType.SEND_FILE: self._forwarded_sendfile,
             EventType.PAUSE_RECV: self._forwarded_reading, EventType.RESUME_RECV: self._forwarded_reading,
             EventType.SHUTDOWN: lambda message: self.stop(),
             EventType.FINISH: lambda message: server._tasks.on_finish(message),
@@ -99,6 +100,10 @@ class EventWorker:
         }
         self._stopped: asyncio.Future[None] | None = None
         self._buffer_limit = server.setting["socket_buffer_size"]
+        self._max_connection = server.setting["max_connection"]
+        self._delay_receive = server.setting["enable_delay_receive"]
+        self._too_many = log.Throttle()
+        self.client_certs: dict[int, str] = {}  # PROCESS mode: TLS client certificates that came with Connect
         self.request_limit = request_limit(server.setting["max_request"], server.setting["max_request_grace"])
 
     # Life cycle -----------------------------------------------------------------------------------------
@@ -129,7 +134,7 @@ class EventWorker:
                 listener = await loop.create_server(
                     lambda port=port, handlers=handlers: WorkerConnection(self, port, handlers),
                     sock=port.socket_for_worker(),
-                    backlog=server.setting["backlog"], start_serving=True)
+                    backlog=port.backlog, start_serving=True)
                 self._servers.append(listener)
             else:
                 loop.add_reader(port.fileno, self._read_datagrams, port, handlers)
@@ -139,6 +144,9 @@ class EventWorker:
             loop.add_reader(worker_end.fileno(), self._read_pipe, worker_end)
         self._install_signals()
         self._housekeeping()
+        interval = server.setting["heartbeat_check_interval"]
+        if interval and not self.process_mode:  # PROCESS mode: the reactor threads own the sockets
+            loop.call_later(interval, self._heartbeat, interval)
         if start_callback:
             server._call_event("start", server)
         if self.worker_id == 0 and not self.process_mode:
@@ -153,12 +161,21 @@ class EventWorker:
         assert loop is not None
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGRTMIN, log.reopen)
+        for reload_signal in (signal.SIGUSR1, signal.SIGUSR2):  # their default action would kill the worker
+            loop.add_signal_handler(reload_signal, self._reload_signal)
         if self.server._manager_pid:
             # The manager turns Ctrl-C into an orderly stop of every worker; acting on it here too would
             # look like a crash to it.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         else:
             loop.add_signal_handler(signal.SIGINT, self.stop)
+
+    def _reload_signal(self) -> None:
+        """SIGUSR1/SIGUSR2 sent to a worker itself: reloads are the manager's, so (as Swoole) only reopen the
+        log; a single-process server (``pyswoole reload`` names its one process) has nothing to reload."""
+        log.reopen()
+        if not self.server._manager_pid:
+            logger.warning("reload is not supported with single process mode")
 
     def _housekeeping(self) -> None:
         """Beat for the manager's worker_timeout, and leave when the manager is gone or memory passes
@@ -180,7 +197,10 @@ class EventWorker:
         if not server._manager_pid:
             server._write_stats_file()
         timeout = setting["worker_timeout"]
-        self.loop.call_later(min(1.0, timeout / 4) if timeout else 1.0, self._housekeeping)  # type: ignore[union-attr]
+        delay = min(1.0, timeout / 4) if timeout else 1.0
+        if not server._manager_pid:  # this process publishes the stats: every stats_timer_interval
+            delay = min(delay, setting["stats_timer_interval"] / 1000)
+        self.loop.call_later(delay, self._housekeeping)  # type: ignore[union-attr]
 
     def stop(self) -> None:
         """Begin the graceful stop: stop accepting and reading the pipe (a replacement may already read it);
@@ -293,24 +313,72 @@ class EventWorker:
 
     # Reactor interface (called by Connection) -----------------------------------------------------------
 
-    def on_connect(self, conn: Connection) -> None:
-        conn.session_id = self.shared.allocate_session(self.shared.worker_owner_key(self.worker_id))
-        self.connections[conn.session_id] = conn
+    def admit(self, conn: Connection) -> bool:
+        """Accept, or refuse beyond max_connection (all workers together): closed at once, counted in
+        abort_count, logged at most once a second."""
         slot = self.slot
+        if self.shared.sum_field(Slot.CONNECTION_NUM, 0, self.server.setting["worker_num"]) >= self._max_connection:
+            if self._too_many.ready():
+                logger.warning("Too many connections [max_connection=%d], connection refused", self._max_connection)
+            slot[Slot.ABORT] += 1
+            conn.transport.abort()  # type: ignore[union-attr]
+            return False
+        conn.session_id = self.shared.allocate_session(self.shared.worker_owner_key(self.worker_id))
         slot[Slot.ACCEPT] += 1
         slot[Slot.CONNECTION_NUM] += 1
+        return True
+
+    def on_handshake_failed(self, conn: Connection) -> None:
+        self.shared.free_session(conn.session_id)
+        slot = self.slot
+        slot[Slot.ABORT] += 1
+        slot[Slot.CLOSE] += 1
+        slot[Slot.CONNECTION_NUM] -= 1
+
+    def on_connect(self, conn: Connection) -> None:
+        self.connections[conn.session_id] = conn
         conn.transport.set_write_buffer_limits(high=self._buffer_limit)  # type: ignore[union-attr]
         conn.writable = True
         if self.stopping:
             self.close(conn.session_id)
             return
+        if self._delay_receive:
+            conn.set_reading(False)  # until confirm(fd)
         callback = conn.handlers.connect
         if callback is not None:
             self.call(callback, (self.server, conn.session_id, conn.reactor_id))
 
+    def force_close(self, conn: Connection) -> None:
+        """Close an idle connection (heartbeat, max_idle_time): Close runs with this worker's reactor_id, then
+        the socket is closed at once, dropping any output still pending."""
+        if conn.closed:
+            if not conn.peer_closed and not conn.closing:
+                conn.shut(reset=True)  # closed by the server and still flushing to a client that stalled
+            return
+        conn.set_reading(False)
+        conn.mark_closed(by_peer=False)
+        callback = conn.handlers.close
+        if callback is None:
+            conn.shut(reset=True)
+            return
+        conn.closing = True
+
+        def after_close() -> None:
+            conn.closing = False
+            conn.shut(reset=True)
+
+        self.call(callback, (self.server, conn.session_id, conn.reactor_id), after_close)
+
+    def _heartbeat(self, interval: int) -> None:
+        """BASE mode: every heartbeat_check_interval, close this worker's connections that stayed idle."""
+        now = _now()
+        for conn in expired_connections([c for c in self.connections.values() if not c.closed], now):
+            logger.info("session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id,
+                        now - conn.last_recv_time)
+            self.force_close(conn)
+        self.loop.call_later(interval, self._heartbeat, interval)  # type: ignore[union-attr]
+
     def on_disconnect(self, conn: Connection, exc: Exception | None) -> None:
-        if conn.session_id == 0:
-            return  # refused before it was registered
         if conn.closed:
             self._free(conn)  # a server-initiated close: Close has run already
             return
@@ -361,6 +429,16 @@ class EventWorker:
     def _forwarded_reading(self, message: ipc.Message) -> None:
         self.set_reading(message.fd, message.type == EventType.RESUME_RECV)
 
+    def _forwarded_sendfile(self, message: ipc.Message) -> None:
+        try:
+            path, offset, length = ipc.unpack_sendfile(message.data)
+        except ipc.IpcError as exc:
+            logger.warning("malformed sendfile request dropped: %s", exc)
+            return
+        code = self.sendfile(message.fd, path, offset, length)
+        if code and code != _NOT_EXIST:
+            logger.warning("sendfile of %s to session %d failed [%d]", path, message.fd, code)
+
     # PROCESS mode: events from the reactor threads -------------------------------------------------------
 
     def _recv_data(self, message: ipc.Message) -> None:
@@ -383,6 +461,8 @@ class EventWorker:
         self.packet(self.handlers[message.server_fd], data, address, port)
 
     def _connect_event(self, message: ipc.Message) -> None:
+        if message.data:
+            self.client_certs[message.fd] = message.data.decode()
         callback = self.handlers[message.server_fd].connect
         if callback is not None:
             self.call(callback, (self.server, message.fd, message.reactor_id))
@@ -399,6 +479,7 @@ class EventWorker:
         factory = self.server._factory
 
         def done() -> None:
+            self.client_certs.pop(message.fd, None)
             factory.to_reactor(message.fd, message.reactor_id, answer)
 
         if callback is None:
@@ -423,6 +504,7 @@ class EventWorker:
 
         def done() -> None:
             self.closing_sessions.discard(session_id)
+            self.client_certs.pop(session_id, None)
             factory.to_reactor(session_id, reactor_id, request)
 
         if handlers.close is None or not factory.notify:
@@ -433,16 +515,35 @@ class EventWorker:
 
     # Operations on this worker's own sessions (the factory routes the rest) ------------------------------
 
-    def send(self, session_id: int, data: bytes) -> int:
-        """Queue data on an own session; 0 on success, else Swoole's error code."""
-        conn = self.connections.get(session_id)
+    def _unsendable(self, conn: Connection | None) -> int:
+        """Why nothing can be sent to an own session now (Swoole's error code), or 0."""
         if conn is None:
             return _NOT_EXIST
         if conn.closed:
             return ErrorCode.SESSION_CLOSED_BY_CLIENT if conn.peer_closed else ErrorCode.SESSION_CLOSED
         if conn.overflow:
             return ErrorCode.OUTPUT_BUFFER_OVERFLOW
-        conn.write(data)
+        return 0
+
+    def send(self, session_id: int, data: bytes) -> int:
+        """Queue data on an own session; 0 on success, else Swoole's error code."""
+        conn = self.connections.get(session_id)
+        code = self._unsendable(conn)
+        if not code:
+            conn.write(data)  # type: ignore[union-attr]
+        return code
+
+    def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
+        """Queue a file range on an own session; 0 on success, else Swoole's error code or an errno."""
+        conn = self.connections.get(session_id)
+        code = self._unsendable(conn)
+        if code:
+            return code
+        try:
+            conn.send_file(path, offset, length)  # type: ignore[union-attr]
+        except OSError as exc:
+            logger.warning("sendfile to session %d: cannot open %s: %s", session_id, path, exc.strerror)
+            return exc.errno or ErrorCode.INVALID_PARAMS
         return 0
 
     def close(self, session_id: int, reset: bool = False) -> int:
