@@ -102,7 +102,24 @@ def configure(log_file: str | None, log_level: int, date_format: str = "%Y-%m-%d
     logger.propagate = False
 
 
+_stdio_file: str | None = None  # a daemon's stdout and stderr go there, and are reopened with the log
+
+
+def redirect_stdio(path: str) -> None:
+    """Point stdout and stderr (the file descriptors) at ``path``, appending; again at every :func:`reopen`."""
+    global _stdio_file
+    _stdio_file = path
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def reopen() -> None:
-    """Reopen the log file (after logrotate); a no-op when logging to stderr."""
+    """Reopen the log file (after logrotate), and a daemon's stdout/stderr; a no-op when logging to stderr."""
     if isinstance(_handler, _ReopenableFileHandler):
         _handler.reopen()
+    if _stdio_file is not None:
+        redirect_stdio(_stdio_file)

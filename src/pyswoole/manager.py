@@ -155,6 +155,9 @@ class Manager:
             signal.set_wakeup_fd(-1)
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            # The manager forwards SIGRTMIN (reopen the log) to every child, and its default action is to
+            # terminate: task workers and user processes keep this handler (event workers install their own).
+            signal.signal(signal.SIGRTMIN, lambda signum, frame: log.reopen())
             if worker_id in self.user_ids:
                 _die_with_parent(manager_pid)
                 self.server._run_user_process(worker_id)
@@ -205,7 +208,9 @@ class Manager:
         if not self.running:
             return
         lived = time.monotonic() - self.started_at.get(worker_id, 0.0)
-        if (exit_code or signo) and lived < FAST_EXIT and not was_reloading:
+        # A user process whose callback returns at once would otherwise spin too: any quick exit of one counts.
+        crashed = exit_code or signo or worker_id in self.user_ids
+        if crashed and lived < FAST_EXIT and not was_reloading:
             failures = self.failures[worker_id] = self.failures.get(worker_id, 0) + 1
             delay = min(MAX_BACKOFF, 0.1 * 2 ** failures)
             logger.warning("worker %d died %.2fs after starting; restarting it in %.1fs", worker_id, lived, delay)

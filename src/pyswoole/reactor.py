@@ -8,11 +8,11 @@ worker's, which calls the user's Receive without any hop.
 Close state, as in Swoole: ``closed`` flips once (the single Close callback is guarded by it), ``closing``
 is true while a server-initiated Close callback runs, and the socket is closed only after that callback.
 
-A connection is *ready* once its reactor has registered it (``on_connect``): at once for a plain socket,
-after the handshake on a TLS port. Before that it has no Connect, no Receive and no Close: a connection the
-reactor refuses (``admit``) or whose handshake fails is only counted. Idle connections (heartbeat,
-max_idle_time) are closed by the reactor's ``force_close``: the worker still runs Close with a reactor_id
->= 0, and output still pending is dropped.
+On a TLS port the transport runs the handshake first (``adopt``): ``connection_made``, hence Connect, only
+comes after it, and a failed handshake is only counted (``on_handshake_failed``). A connection is *ready*
+once its reactor has registered it (``on_connect``); one the reactor refuses (``admit``) never is, and has no
+Receive and no Close. Idle connections (heartbeat, max_idle_time) are closed by the reactor's
+``force_close``: the worker still runs Close with a reactor_id >= 0, and output still pending is dropped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -48,7 +47,7 @@ class Reactor(Protocol):
 
     def admit(self, conn: Connection) -> bool: ...  # False: refused (the reactor closed it and counted it)
     def on_connect(self, conn: Connection) -> None: ...  # the connection is ready
-    def on_handshake_failed(self, conn: Connection) -> None: ...
+    def on_handshake_failed(self, conn: Connection) -> None: ...  # no worker ever heard of it
     def on_disconnect(self, conn: Connection, exc: Exception | None) -> None: ...
     def force_close(self, conn: Connection) -> None: ...  # heartbeat and max_idle_time
 
@@ -58,7 +57,7 @@ class Connection(asyncio.Protocol):
         "reactor", "port", "reactor_id", "session_id", "transport", "socket_fd", "remote_ip", "remote_port",
         "connect_time", "last_recv_time", "last_send_time", "last_dispatch_time", "close_errno", "closed",
         "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer", "ready",
-        "handshake", "idle_timer", "idle_queued", "file_queue", "file_sender", "close_queued",
+        "idle_timer", "idle_queued", "file_queue", "file_sender", "close_queued", "held",
     )
 
     def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
@@ -82,10 +81,10 @@ class Connection(asyncio.Protocol):
         self.peer_closed = False
         self.uid = 0
         self.paused = False
+        self.held: deque[bytes] | None = None  # read while paused, for the resume (see set_reading)
         self.overflow = False  # the output buffer passed socket_buffer_size: send() fails until it drains
         self.writable = False  # ready, open, not overflowing, no file being sent: what send()'s fast path checks
         self.ready = False
-        self.handshake: asyncio.Task[None] | None = None
         self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
         self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
         # While a file is being sent, later output waits here in order: bytes, or (path, offset, length).
@@ -110,34 +109,6 @@ class Connection(asyncio.Protocol):
             return
         if sock is not None:
             self.port.configure_accepted(sock)
-        context = self.port.ssl_context
-        if context is None:
-            self._make_ready()
-        else:
-            transport.pause_reading()  # nothing is read before the TLS layer is in place
-            self.handshake = asyncio.get_running_loop().create_task(self._start_tls(transport, context))
-
-    async def _start_tls(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
-        """The server side of the handshake; the connection becomes ready (Connect) only after it."""
-        standin = _HandshakeStandIn()
-        try:
-            tls_transport = await asyncio.get_running_loop().start_tls(
-                transport, standin, context, server_side=True,  # type: ignore[arg-type]
-                ssl_handshake_timeout=self.port.handshake_timeout)
-        except Exception as exc:  # ssl.SSLError, a reset or EOF mid-handshake, the handshake timeout
-            self.handshake = None
-            logger.log(NOTICE, "TLS handshake with %s:%d failed: %s", self.remote_ip, self.remote_port,
-                       exc or type(exc).__name__)
-            transport.abort()
-            self.reactor.on_handshake_failed(self)
-            return
-        self.handshake = None
-        tls_transport.set_protocol(self)
-        self.transport = tls_transport  # type: ignore[assignment]
-        self._make_ready()
-        standin.hand_over(self)
-
-    def _make_ready(self) -> None:
         self.ready = True
         max_idle_time = self.port.protocol["max_idle_time"]
         if max_idle_time:
@@ -182,7 +153,7 @@ class Connection(asyncio.Protocol):
             self.file_sender = None
         self.file_queue = None
         if not self.ready:
-            return  # refused, or lost during the handshake: the reactor has counted it already
+            return  # refused: the reactor has counted it already
         if exc is not None:
             self.close_errno = getattr(exc, "errno", 0) or 0
         self.reactor.on_disconnect(self, exc)
@@ -226,12 +197,11 @@ class Connection(asyncio.Protocol):
             if type(item) is bytes:
                 self.transport.write(item)  # type: ignore[union-attr]
                 continue
-            path = item[0]  # type: ignore[index]
             try:
                 self._send_file(*item)  # type: ignore[misc]
                 return
             except OSError as exc:
-                logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, path, exc)
+                logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, item[0], exc)
         self.file_queue = None
         self.writable = not (self.closed or self.overflow)
         if self.close_queued:
@@ -262,13 +232,40 @@ class Connection(asyncio.Protocol):
             transport.close()
 
     def set_reading(self, reading: bool) -> None:
-        """pause()/resume(): stop or restart reading from the socket."""
-        if self.paused == reading and self.transport is not None:
-            self.paused = not reading
-            if reading:
-                self.transport.resume_reading()
-            else:
-                self.transport.pause_reading()
+        """pause()/resume(): stop or restart reading from the socket.
+
+        A pause holds even where the transport does not: uvloop starts reading right after
+        ``connection_made`` whatever the protocol asked there (enable_delay_receive pauses there). What it
+        delivers while paused is ``hold``-ed and handed on, in order, at the resume.
+        """
+        transport = self.transport
+        if transport is None or self.paused != reading:
+            return
+        self.paused = not reading
+        if not reading:
+            transport.pause_reading()
+        elif self.held is None:
+            transport.resume_reading()
+        else:
+            asyncio.get_running_loop().call_soon(self._release_held)
+
+    def hold(self, data: bytes) -> None:
+        """``data_received`` while paused: keep the bytes, and stop the transport for real (it reads now)."""
+        if self.held is None:
+            self.held = deque()
+        self.held.append(data)
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _release_held(self) -> None:
+        held = self.held
+        while held and not self.paused and not self.closed:
+            self.data_received(held.popleft())
+        if held:
+            return  # paused again, or closed
+        self.held = None
+        transport = self.transport
+        if not self.paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def heartbeat_expired(self, now: float) -> bool:
         """Nothing received (or nothing since it connected) for longer than its port's heartbeat_idle_time."""
@@ -276,9 +273,10 @@ class Connection(asyncio.Protocol):
         return idle_time > 0 and self.last_recv_time <= now - idle_time
 
     def _check_idle(self) -> None:
-        """max_idle_time: closed when neither receiving nor the output have moved for that long."""
+        """max_idle_time: closed when neither receiving nor the output have moved for that long (also when
+        the server closed it and its output stalls on the way out)."""
         self.idle_timer = None
-        if self.closed:
+        if self.peer_closed:
             return
         now = _now()
         queued = self.send_queued_bytes()
@@ -332,30 +330,31 @@ class Connection(asyncio.Protocol):
         return info
 
 
-class _HandshakeStandIn(asyncio.Protocol):
-    """Takes the connection's place while ``start_tls`` runs: the TLS layer may deliver what the client sent
-    right behind its handshake (or its EOF) before ``start_tls`` returns, and the connection must not see
-    it before it is ready and its Connect has been sent."""
+def adopt(loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Connection) -> None:
+    """Run ``conn`` on a socket accepted by hand. On a TLS port the handshake comes first, and the connection
+    only gets ``connection_made`` after it; if it fails (or the transport cannot be made) the reactor's
+    ``on_handshake_failed`` is told, the socket is closed, and no worker ever hears of it."""
+    context = conn.port.ssl_context
+    try:
+        peer = "%s:%s" % sock.getpeername()[:2] if sock.family != socket.AF_UNIX else "a unix socket"
+    except OSError:
+        peer = "a vanished peer"
+    task = loop.create_task(loop.connect_accepted_socket(
+        lambda: conn, sock, ssl=context,
+        ssl_handshake_timeout=conn.port.handshake_timeout if context is not None else None))
 
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.lost = False
-        self.exc: Exception | None = None
+    def adopted(task: asyncio.Task[Any]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None and not task.cancelled():
+            return
+        sock.close()
+        if context is not None:
+            logger.log(NOTICE, "TLS handshake with %s failed: %r", peer, exc)
+        else:
+            logger.warning("could not take over the connection from %s: %r", peer, exc)
+        conn.reactor.on_handshake_failed(conn)
 
-    def data_received(self, data: bytes) -> None:
-        self.received.append(data)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost, self.exc = True, exc
-
-    def hand_over(self, conn: Connection) -> None:
-        for data in self.received:
-            conn.data_received(data)
-        if self.lost:
-            conn.connection_lost(self.exc)
+    task.add_done_callback(adopted)
 
 
 def expired_connections(connections: Iterable[Connection], now: float) -> list[Connection]:
@@ -379,6 +378,9 @@ class ReactorConnection(Connection):
         self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
 
     def data_received(self, data: bytes) -> None:
+        if self.paused:
+            self.hold(data)
+            return
         now = _now()
         self.last_recv_time = now
         self.table_d[self.base + Conn.LAST_RECV_TIME] = now
@@ -464,17 +466,8 @@ class ReactorThread:
     # Connections ----------------------------------------------------------------------------------------
 
     def adopt(self, sock: socket.socket, port: Port, session_id: int, base: int) -> None:
-        """Take over a connection the master accepted (runs in this thread)."""
-        conn = ReactorConnection(self, port, self.handlers[port.fileno], session_id, base)
-        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: conn, sock))  # type: ignore[union-attr]
-
-        def adopted(task: asyncio.Task[Any]) -> None:
-            if task.cancelled() or task.exception() is not None:
-                logger.warning("could not adopt connection %d: %s", session_id, task.exception())
-                sock.close()
-                self._free(conn)
-
-        task.add_done_callback(adopted)
+        """Take over a connection the master accepted (runs in this thread); TLS: the handshake runs here."""
+        adopt(self.loop, sock, ReactorConnection(self, port, self.handlers[port.fileno], session_id, base))  # type: ignore[arg-type]
 
     def admit(self, conn: Connection) -> bool:
         return True  # the master admitted it (max_connection) before handing it over

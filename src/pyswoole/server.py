@@ -779,10 +779,7 @@ def daemonize(log_file: str | None) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    out = os.open(log_file or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
+    log.redirect_stdio(log_file or os.devnull)  # reopened with the log file (SIGRTMIN, logrotate)
 
 
 def _unlink(path: str | None) -> None:

@@ -27,7 +27,7 @@ from .constants import ErrorCode, EventType, Mode, WorkerStatus
 from .log import logger
 from .loop import run_until_complete
 from .port import Port, PortHandlers
-from .reactor import Connection, expired_connections
+from .reactor import Connection, adopt, expired_connections
 from .shm import Conn, Global, Slot
 from .task_worker import request_limit
 from .tasks import deliver_pipe_message
@@ -43,6 +43,7 @@ _REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_B
 _DISPATCH = Slot.DISPATCH
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _now = time.time
+ACCEPT_BATCH = 64
 
 
 class WorkerConnection(Connection):
@@ -56,6 +57,9 @@ class WorkerConnection(Connection):
         self.slot = worker.slot
 
     def data_received(self, data: bytes) -> None:
+        if self.paused:
+            self.hold(data)
+            return
         self.last_recv_time = self.last_dispatch_time = _now()
         slot = self.slot
         slot[_RECV_BYTES] += len(data)
@@ -84,7 +88,7 @@ class EventWorker:
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.AbstractServer] = []
-        self._dgram_fds: list[int] = []
+        self._reader_fds: list[int] = []  # UDP ports and TLS listeners, read by hand
         self._writers: dict[int, pipes.PipeWriter] = {}
         self._reassembler = ipc.Reassembler()
         self._on_message = {
@@ -130,7 +134,11 @@ class EventWorker:
         self._stopped = loop.create_future()
         for port in server.ports if not self.process_mode else ():
             handlers = self.handlers[port.fileno]
-            if port.is_stream:
+            if port.ssl_context is not None:
+                listening = port.socket_for_worker()
+                loop.add_reader(listening.fileno(), self._accept_tls, listening, port, handlers)
+                self._reader_fds.append(listening.fileno())
+            elif port.is_stream:
                 listener = await loop.create_server(
                     lambda port=port, handlers=handlers: WorkerConnection(self, port, handlers),
                     sock=port.socket_for_worker(),
@@ -138,7 +146,7 @@ class EventWorker:
                 self._servers.append(listener)
             else:
                 loop.add_reader(port.fileno, self._read_datagrams, port, handlers)
-                self._dgram_fds.append(port.fileno)
+                self._reader_fds.append(port.fileno)
         if server._pipes is not None:
             worker_end = server._pipes.worker_ends[self.worker_id]
             loop.add_reader(worker_end.fileno(), self._read_pipe, worker_end)
@@ -215,7 +223,7 @@ class EventWorker:
             loop.remove_reader(self.server._pipes.worker_ends[self.worker_id].fileno())
         for listener in self._servers:
             listener.close()
-        for fd in self._dgram_fds:
+        for fd in self._reader_fds:
             loop.remove_reader(fd)
         self.timers.clear_all()  # type: ignore[union-attr]
         if self._stopped is not None and not self._stopped.done():
@@ -329,11 +337,27 @@ class EventWorker:
         return True
 
     def on_handshake_failed(self, conn: Connection) -> None:
-        self.shared.free_session(conn.session_id)
-        slot = self.slot
-        slot[Slot.ABORT] += 1
-        slot[Slot.CLOSE] += 1
-        slot[Slot.CONNECTION_NUM] -= 1
+        self.slot[Slot.ABORT] += 1  # admit() comes after the handshake: no session was made for it
+
+    def _accept_tls(self, listening: socket.socket, port: Port, handlers: PortHandlers) -> None:
+        """A TLS port is accepted here rather than by an asyncio server, which would hide a failed handshake
+        (Swoole counts it in abort_count); the handshake runs in this loop, and Connect comes after it."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("accept on %r failed: %s; accepting again in 1 s", port, exc)
+                self.loop.remove_reader(listening.fileno())  # type: ignore[union-attr]
+                self.loop.call_later(1.0, self._resume_accept_tls, listening, port, handlers)  # type: ignore[union-attr]
+                return
+            sock.setblocking(False)
+            adopt(self.loop, sock, WorkerConnection(self, port, handlers))  # type: ignore[arg-type]
+
+    def _resume_accept_tls(self, listening: socket.socket, port: Port, handlers: PortHandlers) -> None:
+        if not self.stopping:
+            self.loop.add_reader(listening.fileno(), self._accept_tls, listening, port, handlers)  # type: ignore[union-attr]
 
     def on_connect(self, conn: Connection) -> None:
         self.connections[conn.session_id] = conn

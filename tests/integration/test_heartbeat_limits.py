@@ -133,8 +133,8 @@ def test_max_idle_time_closes_a_silent_client_and_one_that_stopped_reading(start
         silent.close()
         stalled.close()
 
-    connect_time = server.events("connect", fd=silent_fd)[0]["t"]
-    assert 0.5 <= silent_close["t"] - connect_time <= 2.0
+    connected = server.events("connect", fd=silent_fd)[0]["t"]  # a little after the reactor made the connection
+    assert 0.45 <= silent_close["t"] - connected <= 2.0
     assert 0.5 <= stalled_close["t"] - flood["t"] <= 3.0
     assert silent_close["reactor_id"] >= 0 and stalled_close["reactor_id"] >= 0
     assert 0 < len(received) < 4 << 20, "the output still pending was dropped"

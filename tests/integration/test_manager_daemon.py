@@ -47,7 +47,7 @@ def test_daemonize_detaches_writes_the_pid_file_logs_to_log_file_and_pyswoole_st
     pid_file, log_file = server.workdir / "server.pid", server.workdir / "server.log"
     stats_file = server.workdir / "server.pid.stats.json"
 
-    assert server.wait_exit(timeout=5) == 0  # start() returned at once in the foreground: its process left
+    assert server.wait_exit(timeout=5) == 0  # the foreground process left at once, with 0 (as Swoole's parent)
     daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), message="no pid file"))
     stat = _proc_stat(daemon)
     assert stat is not None, "the daemon named in the pid file is not running"
@@ -75,7 +75,9 @@ def test_daemonize_detaches_writes_the_pid_file_logs_to_log_file_and_pyswoole_st
 
     assert (stopped.returncode, stopped.stdout.strip()) == (0, f"server {daemon} stopped"), stopped.stderr
     assert not pid_file.exists() and not stats_file.exists()
-    assert server.events("start_returned")[0] == {**server.events("start_returned")[0], "pid": daemon, "value": True}
+    returned = server.events("start_returned")[0]
+    assert (returned["pid"], returned["value"]) == (daemon, True)  # start() returned True in the daemon...
+    assert server.events("start_returned", pid=server.pid) == []  # ...and never in the foreground process
     kinds = server.kinds()
     assert kinds[-2:] == ["shutdown", "start_returned"] and kinds.count("manager_stop") == 1
     wait_until(lambda: all(gone(pid) for pid in [daemon, manager, *[e["pid"] for e in server.events("worker_start")]]),
@@ -85,8 +87,17 @@ def test_daemonize_detaches_writes_the_pid_file_logs_to_log_file_and_pyswoole_st
 LOGGING_SERVER = """
 import logging
 
+from pyswoole import Process
+
 log = logging.getLogger("pyswoole")
-server = recording_server(mode=Mode.PROCESS, worker_num=2, reactor_num=1, log_file="server.log")
+server = recording_server(mode=Mode.PROCESS, worker_num=2, task_worker_num=1, reactor_num=1, log_file="server.log")
+server.on("WorkerError", lambda server, worker_id, pid, code, signo: record(
+    "worker_error", worker_id=worker_id, worker_pid=pid, exit_code=code, signal=signo))
+
+@server.on("Task")
+def on_task(server, task_id, src_worker_id, data):
+    log.warning("task line %s", data)
+    return data
 
 @server.on("Start")
 def on_start(server):
@@ -94,6 +105,13 @@ def on_start(server):
     ticks = iter(range(10**9))
     server.tick(50, lambda timer_id: log.warning("master tick %d", next(ticks)))
 
+def user_process(process):
+    record("process_start")
+    for tick in range(10**9):
+        log.warning("process tick %d", tick)
+        time.sleep(0.05)
+
+server.add_process(Process(user_process))
 serve(server)
 """
 
@@ -101,8 +119,10 @@ serve(server)
 def test_sigrtmin_reopens_the_log_file_in_every_process(start_server, connect):
     server = start_server(LOGGING_SERVER)
     log_file, rotated = server.workdir / "server.log", server.workdir / "server.log.1"
-    workers = {e["worker_id"]: e["pid"] for e in server.wait_events("worker_start", 2)}
+    workers = {e["worker_id"]: e["pid"] for e in server.wait_events("worker_start", 3)}  # 2: the task worker
+    user = server.wait_event("process_start")["pid"]
     manager = server.wait_event("manager_start")["pid"]
+    processes = server.group()
     client = connect(server)
     worker = client.ask("os.getpid()")
     client.ask("__import__('logging').getLogger('pyswoole').warning('worker line before the rotation')")
@@ -121,6 +141,17 @@ def test_sigrtmin_reopens_the_log_file_in_every_process(start_server, connect):
     wait_until(worker_line_in_new_file, message="the worker still writes to the rotated file")
     wait_until(lambda: any(pid == server.pid and text.startswith("master tick") for pid, _, _, text in
                            log_lines(log_file)), message="the master still writes to the rotated file")
+
+    def task_line_in_new_file() -> bool:
+        client.ask("server.task_wait('after the rotation', 5)")
+        return (workers[2], 2, "WARNING", "task line after the rotation") in log_lines(log_file)
+
+    wait_until(task_line_in_new_file, message="the task worker still writes to the rotated file")
+    wait_until(lambda: any(pid == user and text.startswith("process tick") for pid, _, _, text in
+                           log_lines(log_file)), message="the user process still writes to the rotated file")
+    # The signal killed nobody: every process (task worker and user process included) is the same.
+    assert server.events("worker_error") == []
+    assert server.group() == processes
     os.kill(manager, signal.SIGUSR1)  # straight to the manager (not through the master, which would reopen too)
     wait_until(lambda: (manager, -1, "INFO", "Server is reloading all workers now") in log_lines(log_file),
                message=lambda: f"the manager still writes to the rotated file: {rotated.read_text()[-500:]}")
@@ -136,3 +167,28 @@ def test_sigrtmin_reopens_the_log_file_in_every_process(start_server, connect):
 
 def worker_id_of(workers: dict[int, int], pid: int) -> int:
     return next(worker_id for worker_id, worker_pid in workers.items() if worker_pid == pid)
+
+
+def test_sigrtmin_moves_a_daemons_stdout_and_stderr_to_the_new_log_file_too(start_server, connect):
+    server = start_server(DAEMON_SERVER)
+    pid_file, log_file, rotated = (server.workdir / name for name in ("server.pid", "server.log", "server.log.1"))
+    assert server.wait_exit(timeout=5) == 0
+    daemon = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), message="no pid file"))
+    server.adopt_group(_proc_stat(daemon)[2])
+    server.wait_events("worker_start", 2)
+    client = connect(server.port)
+    wait_until(lambda: "says hello on stdout" in log_file.read_text())
+
+    log_file.rename(rotated)  # logrotate
+    os.kill(daemon, signal.SIGRTMIN)
+
+    def printed_into_new_file() -> bool:
+        client.ask("print('printed after the rotation', flush=True)")
+        return log_file.exists() and "printed after the rotation" in log_file.read_text()
+
+    wait_until(printed_into_new_file, timeout=5, message=lambda: "print() still goes to the rotated file")
+    # Workers started after the rotation write there too.
+    os.kill(daemon, signal.SIGUSR1)
+    wait_until(lambda: log_file.read_text().count("says hello on stdout") == 2,
+               message=lambda: f"new file: {log_file.read_text()!r}")
+    assert run_cli("stop", str(pid_file)).returncode == 0

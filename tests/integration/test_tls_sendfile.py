@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from serverkit import recv_exactly
+from tlscerts import make_test_certificates, openssl_available
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -24,24 +23,9 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A test CA and, signed by it, a server certificate for 127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
+    if not openssl_available():
         pytest.skip("the openssl command is needed to make test certificates")
-    where = tmp_path_factory.mktemp("certs")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
-
-    ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec_key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=pyswoole test CA")
-    for name, extensions in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
-                             ("client", "extendedKeyUsage=clientAuth")):
-        (where / f"{name}.ext").write_text(f"{extensions}\nbasicConstraints=critical,CA:FALSE\n")
-        openssl("req", "-new", *ec_key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
-                str(len(name)), "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
-    return {name: str(where / name) for name in
-            ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+    return make_test_certificates(tmp_path_factory.mktemp("certs"))
 
 
 def tls_client(port: int, certs: dict[str, str], with_certificate: bool = False) -> ssl.SSLSocket:
