@@ -40,7 +40,7 @@ class _Factory:
         worker = server._worker
         if worker is not None:
             message.reactor_id = worker.worker_id
-        datagrams = ipc.encode(message, server._msg_ids())
+        datagrams = ipc.encode(message, ipc.next_msg_id())
         if worker is not None:
             written = worker.writer_for(sock).write(datagrams)
         else:

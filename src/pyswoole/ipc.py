@@ -290,3 +290,21 @@ class MessageIds:
     def __call__(self) -> int:
         self.sent += 1
         return self._next + (self.sent & 0xFFFFFFFF)
+
+
+# The msg_id source of this process (reactor threads have their own). A forked child starts a new one, so
+# that no two processes share a tag.
+process_msg_ids = MessageIds(os.getpid())
+
+
+def _new_process_msg_ids() -> None:
+    global process_msg_ids
+    process_msg_ids = MessageIds(os.getpid())
+
+
+os.register_at_fork(after_in_child=_new_process_msg_ids)
+
+
+def next_msg_id() -> int:
+    """A msg_id for a message this process sends."""
+    return process_msg_ids()

@@ -23,6 +23,9 @@ from .log import logger
 PIPE_BUFFER = 8 * 1024 * 1024
 MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per destination, for non-blocking writers
 BLOCKING_TIMEOUT = 5.0
+# Messages per batch. Smaller batches let the reader start earlier (the stages of a request overlap), bigger
+# ones save syscalls; 8 gave the best PROCESS-mode echo (45k -> 60k+ round trips/s against unbounded batches).
+MAX_BATCH = 8
 
 
 def _pipe() -> tuple[socket.socket, socket.socket]:
@@ -89,6 +92,7 @@ class PipeWriter:
         self._queued_bytes = 0
         self._batch = bytearray()
         self._in_pass = False  # something was sent during this pass of the loop
+        self._batched = 0
 
     def write(self, datagrams: list[bytes], batch: bool = True) -> bool:
         """Send a message's datagrams; False if it had to be dropped (the reader is far behind).
@@ -108,6 +112,9 @@ class PipeWriter:
             datagram = datagrams[0]
             if len(batch) + len(datagram) <= ipc.MAX_DATAGRAM:
                 batch += datagram
+                self._batched += 1
+                if self._batched >= MAX_BATCH:
+                    self._flush_batch()
                 return True
         if batch:
             self._flush_batch()
@@ -129,6 +136,7 @@ class PipeWriter:
         return True
 
     def _flush_batch(self) -> None:
+        self._batched = 0
         if self._batch:
             batch = bytes(self._batch)
             self._batch.clear()

@@ -418,6 +418,7 @@ class ReactorThread:
         self.slot = self.shared.reactor_slot(reactor_id)
         self.handlers = handlers
         self.dispatcher = Dispatcher(setting, self.shared, server)
+        self._fd_modulo = self.dispatcher.mode == 2 and self.dispatcher.func is None
         self.buffer_limit: int = setting["socket_buffer_size"]
         self.high_watermark = setting["buffer_high_watermark"] or self.buffer_limit * 4 // 5
         self.low_watermark = setting["buffer_low_watermark"]
@@ -498,9 +499,12 @@ class ReactorThread:
                                                        data=certificate))
 
     def dispatch(self, conn: ReactorConnection, data: bytes, now: float) -> None:
-        worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
-        if worker_id < 0:
-            return
+        if self._fd_modulo:  # the default mode, decided here without a call: this is the hot path
+            worker_id = conn.socket_fd % self.worker_num
+        else:
+            worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
+            if worker_id < 0:
+                return
         self.table.d[conn.base + Conn.LAST_DISPATCH_TIME] = now
         self.table.q[conn.base + Conn.RECV_QUEUED_BYTES] += len(data)
         self.slot[Slot.DISPATCH] += 1
@@ -631,10 +635,14 @@ class ReactorThread:
             logger.warning("unexpected message type %d from a worker", kind)
 
     def write(self, conn: ReactorConnection, data: bytes) -> None:
-        conn.write(data)
-        self.table.d[conn.base + Conn.LAST_SEND_TIME] = conn.last_send_time
-        self.table.q[conn.base + Conn.SEND_QUEUED_BYTES] = conn.send_queued_bytes()
-        if conn.full and conn.send_queued_bytes() >= self.buffer_limit:
+        transport = conn.transport
+        now = conn.last_send_time = _now()
+        transport.write(data)  # type: ignore[union-attr]
+        queued = transport.get_write_buffer_size()  # type: ignore[union-attr]
+        base = conn.base
+        self.table.d[base + Conn.LAST_SEND_TIME] = now
+        self.table.q[base + Conn.SEND_QUEUED_BYTES] = queued
+        if conn.full and queued >= self.buffer_limit:
             self.table.q[conn.base + Conn.OVERFLOW] = 1
             logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)
 

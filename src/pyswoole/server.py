@@ -83,8 +83,6 @@ class Server:
         self._processes: list[Process] = []
         self._manager: Manager | None = None
         self._timers: Timers | None = None
-        self._msg_id_source: ipc.MessageIds | None = None
-        self._msg_id_pid = 0
         self._local_connections: dict[int, Any] = {}
         self._manager_pid = 0
         self._last_error = 0
@@ -348,13 +346,6 @@ class Server:
     def _leave_master(self) -> None:
         self._master = None
         self._timers = None
-
-    def _msg_ids(self) -> int:
-        """A msg_id for an IPC message sent by this process."""
-        pid = os.getpid()
-        if self._msg_id_source is None or self._msg_id_pid != pid:
-            self._msg_id_source, self._msg_id_pid = ipc.MessageIds(pid), pid
-        return self._msg_id_source()
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(self.setting["event_loop"])
@@ -728,7 +719,7 @@ class Server:
             "response_count": worker_total(Slot.RESPONSE),
             "total_recv_bytes": io_total(Slot.RECV_BYTES),
             "total_send_bytes": worker_total(Slot.SEND_BYTES),
-            "pipe_packet_msg_id": self._msg_id_source.sent if self._msg_id_source is not None else 0,
+            "pipe_packet_msg_id": ipc.process_msg_ids.sent,
             "concurrency": 0,
             "session_round": shared.globals[Global.SESSION_ROUND],
             "min_fd": min(socket_fds, default=0),

@@ -210,7 +210,7 @@ class TaskWorker:
         pipes_ = server._pipes
         sock = pipes_.result_writers[source] if task_flags & WAITALL else pipes_.master_ends[source]  # type: ignore[union-attr]
         message = ipc.Message(EventType.FINISH, task_id, self.worker_id, ext_flags=flags, data=payload)
-        return pipes.send_blocking(sock, ipc.encode(message, server._msg_ids()))
+        return pipes.send_blocking(sock, ipc.encode(message, ipc.next_msg_id()))
 
     def _call(self, callback: Any, args: tuple[Any, ...], then: Any = None) -> None:
         """Run a callback (plain, or a coroutine on the loop in coroutine mode); ``then(result)`` after."""

@@ -125,7 +125,7 @@ class TaskClient:
         target = self.worker_num + (dst_worker_id if dst_worker_id >= 0 else self._pick_task_worker())
         source = server.worker_id if server._worker is not None else -1
         message = ipc.Message(EventType.TASK, task_id, source, ext_flags=flags, data=payload)
-        datagrams = ipc.encode(message, server._msg_ids())
+        datagrams = ipc.encode(message, ipc.next_msg_id())
         sock = server._pipes.task_queue if self.preemptive and dst_worker_id < 0 else server._pipes.master_ends[target]  # type: ignore[union-attr]
         worker = server._worker
         if worker is not None and not flags & WAITALL:
@@ -288,7 +288,7 @@ class TaskClient:
         payload, flags = pack_payload(message, self.tmpdir)
         sock = server._pipes.master_ends[dst_worker_id]  # type: ignore[union-attr]
         note = ipc.Message(EventType.PIPE_MESSAGE, 0, server.worker_id, ext_flags=flags, data=payload)
-        datagrams = ipc.encode(note, server._msg_ids())
+        datagrams = ipc.encode(note, ipc.next_msg_id())
         worker = server._worker
         sent = worker.writer_for(sock).write(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
         return True if sent else server._fail(ErrorCode.SEND_TO_WORKER_TIMEOUT)
