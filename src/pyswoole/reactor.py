@@ -635,12 +635,10 @@ class ReactorThread:
             logger.warning("unexpected message type %d from a worker", kind)
 
     def write(self, conn: ReactorConnection, data: bytes) -> None:
-        transport = conn.transport
-        now = conn.last_send_time = _now()
-        transport.write(data)  # type: ignore[union-attr]
-        queued = transport.get_write_buffer_size()  # type: ignore[union-attr]
+        conn.write(data)
+        queued = conn.transport.get_write_buffer_size()  # type: ignore[union-attr]
         base = conn.base
-        self.table.d[base + Conn.LAST_SEND_TIME] = now
+        self.table.d[base + Conn.LAST_SEND_TIME] = conn.last_send_time
         self.table.q[base + Conn.SEND_QUEUED_BYTES] = queued
         if conn.full and queued >= self.buffer_limit:
             self.table.q[conn.base + Conn.OVERFLOW] = 1
