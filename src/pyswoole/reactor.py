@@ -35,7 +35,7 @@ from .log import NOTICE, logger
 from .pipes import PipeWriter, read_datagrams
 from .port import Port, PortHandlers
 from .sendfile import FileSender
-from .shm import Conn, Slot
+from .shm import Conn, Slot, SlotCounters
 from .tls import peer_certificate_pem
 
 _now = time.time
@@ -365,7 +365,7 @@ def expired_connections(connections: Iterable[Connection], now: float) -> list[C
 class ReactorConnection(Connection):
     """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
 
-    __slots__ = ("base", "table_d", "slot", "full", "close_force")
+    __slots__ = ("base", "table_d", "counters", "full", "close_force")
 
     def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
                  base: int) -> None:
@@ -373,7 +373,7 @@ class ReactorConnection(Connection):
         self.session_id = session_id
         self.base = base
         self.table_d = reactor.table.d
-        self.slot = reactor.slot
+        self.counters = reactor.counters
         self.full = False  # above the high watermark: BufferFull was sent
         self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
 
@@ -384,7 +384,10 @@ class ReactorConnection(Connection):
         now = _now()
         self.last_recv_time = now
         self.table_d[self.base + Conn.LAST_RECV_TIME] = now
-        self.slot[Slot.RECV_BYTES] += len(data)
+        counters = self.counters
+        counters.values[Slot.RECV_BYTES] += len(data)
+        if not counters.pending:
+            counters.moved()
         if self.framer is None:
             self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
             return
@@ -442,6 +445,7 @@ class ReactorThread:
         server = self.server
         loop = self.loop = server._new_loop()
         asyncio.set_event_loop(loop)
+        self.counters = SlotCounters(self.slot, loop)
         pipes = server._pipes
         for worker_id in range(self.worker_num):
             if worker_id % self.reactor_num == self.reactor_id:
@@ -507,7 +511,7 @@ class ReactorThread:
                 return
         self.table.d[conn.base + Conn.LAST_DISPATCH_TIME] = now
         self.table.q[conn.base + Conn.RECV_QUEUED_BYTES] += len(data)
-        self.slot[Slot.DISPATCH] += 1
+        self.counters.values[Slot.DISPATCH] += 1  # marked moved by data_received
         self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
                                                conn.port.fileno, 0, now, data))
 
@@ -646,11 +650,14 @@ class ReactorThread:
 
     def _read_datagrams(self, port: Port) -> None:
         for data, host, remote_port in port.receive_datagrams():
-            self.slot[Slot.RECV_BYTES] += len(data)
+            counters = self.counters
+            counters.values[Slot.RECV_BYTES] += len(data)
+            if not counters.pending:
+                counters.moved()
             worker_id = self.dispatcher.worker_for_datagram(host)
             if worker_id < 0:
                 continue
-            self.slot[Slot.DISPATCH] += 1
+            counters.values[Slot.DISPATCH] += 1
             self._to_worker(worker_id, ipc.Message(EventType.RECV_DGRAM, 0, self.reactor_id, port.fileno, 0,
                                                    _now(), ipc.pack_datagram(host, remote_port, data)))
 

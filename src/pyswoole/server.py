@@ -382,9 +382,12 @@ class Server:
             # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
             conn.last_send_time = _now()
             conn.transport.write(data)
-            slot = conn.slot
-            slot[_RESPONSE] += 1
-            slot[_SEND_BYTES] += len(data)
+            counters = conn.counters
+            counts = counters.values
+            counts[_RESPONSE] += 1
+            counts[_SEND_BYTES] += len(data)
+            if not counters.pending:
+                counters.moved()
             return True
         if type(data) is not bytes:
             data = _to_bytes(data)
@@ -397,8 +400,7 @@ class Server:
             return self._fail(code)
         worker = self._worker
         if worker is not None:
-            worker.slot[_RESPONSE] += 1
-            worker.slot[_SEND_BYTES] += len(data)
+            worker.count_send(len(data))
         return True
 
     def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
@@ -471,8 +473,7 @@ class Server:
             return self._fail(code)
         worker = self._worker
         if worker is not None:
-            worker.slot[_RESPONSE] += 1
-            worker.slot[_SEND_BYTES] += length
+            worker.count_send(length)
         return True
 
     def heartbeat(self, if_close_connection: bool = True) -> list[int] | bool:
@@ -703,6 +704,8 @@ class Server:
 
         socket_fds = [socket_fd for socket_fd, _ in self._factory.live_sessions()]
         worker = self._worker
+        if worker is not None:
+            worker.counters.publish()
         stats: dict[str, Any] = {
             "start_time": shared.globals[Global.START_TIME_US] // 1_000_000,
             "connection_num": io_total(Slot.CONNECTION_NUM),
