@@ -362,10 +362,13 @@ def expired_connections(connections: Iterable[Connection], now: float) -> list[C
     return [conn for conn in connections if conn.heartbeat_expired(now)]
 
 
+THROTTLE_FIRST, THROTTLE_LAST = 0.001, 1.024  # max_queued_bytes: Swoole's back-off, in seconds
+
+
 class ReactorConnection(Connection):
     """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
 
-    __slots__ = ("base", "table_d", "counters", "full", "close_force")
+    __slots__ = ("base", "table_d", "counters", "full", "close_force", "throttled")
 
     def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
                  base: int) -> None:
@@ -376,6 +379,7 @@ class ReactorConnection(Connection):
         self.counters = reactor.counters
         self.full = False  # above the high watermark: BufferFull was sent
         self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
+        self.throttled = False  # max_queued_bytes: reading stopped until its worker catches up
 
     def data_received(self, data: bytes) -> None:
         if self.paused:
@@ -422,6 +426,7 @@ class ReactorThread:
         self.handlers = handlers
         self.dispatcher = Dispatcher(setting, self.shared, server)
         self._fd_modulo = self.dispatcher.mode == 2 and self.dispatcher.func is None
+        self.max_queued_bytes: int = setting["max_queued_bytes"]
         self.buffer_limit: int = setting["socket_buffer_size"]
         self.high_watermark = setting["buffer_high_watermark"] or self.buffer_limit * 4 // 5
         self.low_watermark = setting["buffer_low_watermark"]
@@ -514,6 +519,27 @@ class ReactorThread:
         self.counters.values[Slot.DISPATCH] += 1  # marked moved by data_received
         self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
                                                conn.port.fileno, 0, now, data))
+        if self.max_queued_bytes and not conn.throttled and self._queued(conn) > self.max_queued_bytes:
+            conn.throttled = True
+            conn.transport.pause_reading()  # type: ignore[union-attr]
+            self.loop.call_later(THROTTLE_FIRST, self._retry_reading, conn, THROTTLE_FIRST)  # type: ignore[union-attr]
+
+    def _queued(self, conn: ReactorConnection) -> int:
+        """Bytes of this connection sent to a worker that the worker has not taken yet."""
+        q = self.table.q
+        return q[conn.base + Conn.RECV_QUEUED_BYTES] - q[conn.base + Conn.RECV_DONE_BYTES]
+
+    def _retry_reading(self, conn: ReactorConnection, delay: float) -> None:
+        """max_queued_bytes: read again once the worker has caught up; look again 1, 2, 4 ... 1024 ms on."""
+        if conn.closed or conn.transport is None or conn.transport.is_closing():
+            return
+        if self._queued(conn) > self.max_queued_bytes:
+            delay = min(delay * 2, THROTTLE_LAST)
+            self.loop.call_later(delay, self._retry_reading, conn, delay)  # type: ignore[union-attr]
+            return
+        conn.throttled = False
+        if not conn.paused:
+            conn.transport.resume_reading()
 
     def buffer_event(self, conn: ReactorConnection, kind: EventType) -> None:
         full = kind == EventType.BUFFER_FULL
