@@ -143,15 +143,23 @@ class ProcessFactory(_Factory):
         self.table = server._shared.connections  # type: ignore[union-attr]
         self.ports = {port.fileno: port for port in server.ports}
 
-    def send(self, session_id: int, data: bytes) -> int:
+    def _writable_record(self, session_id: int) -> tuple[int, int]:
+        """(record, 0) for a session that can be sent to; (-1, error code) otherwise."""
         base = self.table.find(session_id)
         if base < 0:
-            return _NOT_EXIST
+            return -1, _NOT_EXIST
         q = self.table.q
         if q[base + Conn.CLOSED]:
-            return ErrorCode.SESSION_CLOSED
+            return -1, ErrorCode.SESSION_CLOSED
         if q[base + Conn.PEER_CLOSED]:
-            return ErrorCode.SESSION_CLOSED_BY_CLIENT
+            return -1, ErrorCode.SESSION_CLOSED_BY_CLIENT
+        return base, 0
+
+    def send(self, session_id: int, data: bytes) -> int:
+        base, code = self._writable_record(session_id)
+        if code:
+            return code
+        q = self.table.q
         if len(data) > self.output_limit:
             logger.warning("send: %d bytes exceed buffer_output_size %d", len(data), self.output_limit)
             return ErrorCode.DATA_LENGTH_TOO_LARGE
@@ -165,15 +173,10 @@ class ProcessFactory(_Factory):
         if self.server._master is not None:
             logger.warning("sendfile cannot be used in the master process")
             return ErrorCode.SEND_IN_MASTER
-        base = self.table.find(session_id)
-        if base < 0:
-            return _NOT_EXIST
-        q = self.table.q
-        if q[base + Conn.CLOSED]:
-            return ErrorCode.SESSION_CLOSED
-        if q[base + Conn.PEER_CLOSED]:
-            return ErrorCode.SESSION_CLOSED_BY_CLIENT
-        return self.to_reactor(session_id, q[base + Conn.REACTOR_ID],
+        base, code = self._writable_record(session_id)
+        if code:
+            return code
+        return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID],
                                ipc.Message(EventType.SEND_FILE, session_id, data=ipc.pack_sendfile(path, offset, length)))
 
     def to_reactor(self, session_id: int, reactor_id: int, message: ipc.Message) -> int:
