@@ -35,15 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from pyswoole.constants import ErrorCode  # noqa: E402
-from pyswoole.framing import (  # noqa: E402
-    LENGTH_FUNC_WINDOW,
-    EofCheckFramer,
-    EofSplitFramer,
-    Framer,
-    FramingError,
-    FuncFramer,
-    LengthFramer,
-)
+from pyswoole.framing import LENGTH_FUNC_WINDOW, Framer, FramingError  # noqa: E402
+from pyswoole.framing import EofCheckFramer, EofSplitFramer, FuncFramer, LengthFramer  # noqa: E402
 from pyswoole.settings import PACKAGE_LENGTH_TYPES  # noqa: E402
 
 TOO_LARGE = ErrorCode.PACKAGE_LENGTH_TOO_LARGE
@@ -100,12 +93,18 @@ def func_package(name: str, body: bytes) -> bytes:
     return bytes([tag]) + body[:tag].ljust(tag, b"-")
 
 
-def length_package(code: str, length_offset: int, body_offset: int, body: bytes) -> bytes:
+def length_header(code: str, length_offset: int) -> tuple[struct.Struct, int]:
+    """The length field of type ``code``, and the size of a header that ends with it at ``length_offset``."""
     field = struct.Struct(PACKAGE_LENGTH_TYPES[code])
-    header_size = length_offset + field.size
+    return field, length_offset + field.size
+
+
+def length_package(code: str, length_offset: int, body_offset: int, body: bytes) -> bytes:
+    """A package whose length field says how many bytes follow ``body_offset``, the gap padded with 0xBB."""
+    field, header_size = length_header(code, length_offset)
     filler = b"\xbb" * max(0, body_offset - header_size)
-    total = header_size + len(filler) + len(body)
-    return b"\xaa" * length_offset + field.pack(total - body_offset) + filler + body
+    value = header_size + len(filler) + len(body) - body_offset
+    return b"\xaa" * length_offset + field.pack(value) + filler + body
 
 
 # ---- reference framing of a whole stream: the plain reading of Swoole's rules --------------------------------
@@ -124,8 +123,7 @@ def reference_eof_split(stream: bytes, eof: bytes, max_length: int) -> Outcome:
 
 
 def reference_length(stream: bytes, code: str, length_offset: int, body_offset: int, max_length: int) -> Outcome:
-    field = struct.Struct(PACKAGE_LENGTH_TYPES[code])
-    header_size = length_offset + field.size
+    field, header_size = length_header(code, length_offset)
     packages: list[bytes] = []
     start = 0
     while len(stream) - start >= header_size:

@@ -14,37 +14,18 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the harness's /proc reading
+import harness  # noqa: E402
 
 
 def trivial(data: Any) -> Any:
     """The task: hand the payload back. Module-level so that ProcessPoolExecutor can pickle it by name."""
     return data
-
-
-def group_cpu_seconds() -> float | None:
-    """utime+stime of every live process in this process group (the harness gives each run its own)."""
-    pgid = os.getpgrp()
-    total = 0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
 class TaskLoop:
@@ -81,7 +62,7 @@ class TaskLoop:
 
     def _begin_measuring(self, now: float) -> None:
         self._measuring = True
-        self._cpu_begin = group_cpu_seconds()
+        self._cpu_begin = harness.group_cpu_seconds(os.getpgrp())  # the harness gives each run its own group
         self._begin = time.perf_counter() if self._cpu_begin is not None else now
         self._phase_end = self._begin + self.duration
 
@@ -116,7 +97,7 @@ class TaskLoop:
 
     def _finish(self, now: float) -> None:
         self._finished = True
-        cpu_end = group_cpu_seconds()
+        cpu_end = harness.group_cpu_seconds(os.getpgrp())
         elapsed = now - self._begin
         latencies = sorted(self.latencies)
 

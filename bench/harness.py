@@ -1,0 +1,473 @@
+"""What ``echo_bench.py`` and ``task_bench.py`` share: process groups, the paired schedule, medians and the table.
+
+Both benches run every row as a script in its own process group (``ProcessGroup``), next to the row it is
+divided by, in an order that flips every repetition (``schedule``), and report the median of the
+per-repetition ratios (``summarize``, ``markdown_table``, ``target_verdicts``). ``run_bench`` is the loop
+around one bench's ``measure``: progress lines, Ctrl-C, the ``--json`` file, the table and the exit status.
+``servers/taskload.py`` uses the /proc reading (``group_cpu_seconds``) from inside a run.
+
+A bench supplies its rows (any frozen dataclass with ``name``, ``baseline`` and ``target``), its
+``RunResult`` (a ``Run`` with ``errors``, ``p50_us``, ``p99_us`` and the two fields its ``Metric`` names),
+and what is specific to its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVERS_DIR = REPO_ROOT / "bench" / "servers"
+POLL_INTERVAL_S = 0.02
+STOP_GRACE_S = 5.0  # SIGTERM to an empty process group, before SIGKILL
+LOG_TAIL_CHARS = 2000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- process groups
+
+
+def group_cpu_ticks(pgid: int) -> dict[int, int] | None:
+    """utime+stime of every live (non-zombie) process in a process group, by pid.
+
+    Read from /proc because the workers are grandchildren: they are neither ours to
+    wait() for nor, once orphaned, reaped by anyone we can count on in a container.
+    Returns None where /proc is unavailable.
+    """
+    if not os.path.isdir("/proc/self"):
+        return None
+    members: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ... utime(12th) stime(13th).
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if fields[0] != b"Z" and int(fields[2]) == pgid:
+            members[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return members
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """CPU seconds used so far by the live processes of a process group (None without /proc)."""
+    ticks = group_cpu_ticks(pgid)
+    return None if ticks is None else sum(ticks.values()) / CLOCK_TICKS
+
+
+def group_has_live_members(pgid: int) -> bool:
+    members = group_cpu_ticks(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold off Ctrl-C and SIGTERM while a cleanup runs, so a second ^C cannot strand a server."""
+    deferred = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class ProcessGroup:
+    """A script running in its own process group (a new session), its output in a temporary file."""
+
+    def __init__(self, command: list[str], log_prefix: str) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+", prefix=log_prefix)
+        # A new session, so that one killpg reaches every worker, and a terminal's ^C reaches
+        # only the harness, which then stops the runs in order.
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+        self.pgid = self.proc.pid
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-LOG_TAIL_CHARS:].strip()
+
+    def cpu_seconds(self) -> float | None:
+        return group_cpu_seconds(self.pgid)
+
+    def gone(self) -> bool:
+        """The script has exited and no process of its group is alive."""
+        return self.proc.poll() is not None and not group_has_live_members(self.pgid)
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.gone():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_INTERVAL_S)
+        return True
+
+    def stop(self) -> bool:
+        """SIGTERM the whole group, SIGKILL what is left after the grace period.
+
+        Returns True when everything was gone within the grace period (or before). Waits until no
+        process of the group is alive, so the next run never shares the CPU with it.
+        """
+        with signals_deferred():
+            try:
+                clean = self.gone() or self._signal_until_gone(signal.SIGTERM)
+                if not clean:
+                    self._signal_until_gone(signal.SIGKILL)
+                return clean
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.log.close()
+
+    def _signal_until_gone(self, signum: signal.Signals) -> bool:
+        try:
+            os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            pass
+        return self.wait_gone(STOP_GRACE_S)
+
+
+# ---------------------------------------------------------------- rows and the schedule
+
+
+class Row(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def baseline(self) -> str | None: ...
+    @property
+    def target(self) -> float | None: ...
+
+
+R = TypeVar("R", bound=Row)
+
+
+def check_configs(configs: Sequence[Row]) -> None:
+    """Names unique, every baseline a listed row, no baseline chain that loops."""
+    by_name = {config.name: config for config in configs}
+    if len(by_name) != len(configs):
+        raise ValueError("CONFIGS: duplicate row names")
+    for config in configs:
+        seen = {config.name}
+        row = config
+        while row.baseline is not None:
+            if row.baseline not in by_name:
+                raise ValueError(f"CONFIGS: {row.name!r} has an unknown baseline {row.baseline!r}")
+            if row.baseline in seen:
+                raise ValueError(f"CONFIGS: the baselines of {config.name!r} loop")
+            seen.add(row.baseline)
+            row = by_name[row.baseline]
+
+
+def select_configs(configs: Sequence[R], only: list[str] | None, self_check: bool) -> list[R]:
+    """The rows to run: those matching --only, plus the chain of baselines they are divided by."""
+    by_name = {config.name: config for config in configs}
+    wanted = {config.name for config in configs
+              if not only or any(pattern.lower() in config.name.lower() for pattern in only)}
+    for name in list(wanted):
+        while (baseline := by_name[name].baseline) is not None:
+            name = baseline
+            wanted.add(name)
+    selected = [config for config in configs if config.name in wanted]
+    if self_check:
+        # A/A check: each row that others are divided by, against itself, shows how much the machine alone
+        # moves the ratio.
+        divisors = {c.baseline for c in selected}
+        for config in [c for c in selected if c.baseline is None or c.name in divisors]:
+            twin = dataclasses.replace(config, name=f"{config.name} (A/A)",  # type: ignore[type-var]
+                                       baseline=config.name, target=None)
+            selected.insert(selected.index(config) + 1, twin)
+    return selected
+
+
+def root_of(config: Row, by_name: dict[str, R]) -> str:
+    while config.baseline is not None:
+        config = by_name[config.baseline]
+    return config.name
+
+
+def schedule(configs: list[R], repeat: int) -> Iterator[tuple[int, R]]:
+    """Each root baseline next to every row that depends on it, the order flipped every repetition and
+    every group.
+
+    A group is a root baseline followed by all the rows whose chain of baselines ends in it, in the order of
+    ``configs``. Flipping cancels a steady drift (thermal, a neighbour's load) between the two halves of a pair.
+    """
+    by_name = {config.name: config for config in configs}
+    groups = [[config for config in configs if root_of(config, by_name) == root.name]
+              for root in configs if root.baseline is None]
+    for repetition in range(repeat):
+        for index, group in enumerate(groups):
+            yield from ((repetition, config) for config in (group if (repetition + index) % 2 == 0 else group[::-1]))
+
+
+# ---------------------------------------------------------------- medians, ratios, the table
+
+
+@dataclass
+class Run:
+    """What every bench's RunResult starts with; it adds ``errors``, ``p50_us``, ``p99_us`` and its Metric's fields."""
+
+    repetition: int
+    config: str
+    ok: bool = False  # the run has figures (it may still have a failure, e.g. a process that outlived it)
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a bench counts: ``rate`` and ``cpu`` name the RunResult fields (and the summary's JSON keys)."""
+
+    rate: str  # e.g. "rps": what the ratio is taken of
+    rate_label: str  # its column, e.g. "tasks/s"
+    cpu: str  # e.g. "server_cpu": cores used during the measured run
+
+
+@dataclass
+class Summary:
+    config: str
+    baseline: str | None
+    target: float | None
+    runs: int
+    rate: float | None = None
+    p50_us: float | None = None
+    p99_us: float | None = None
+    errors: int = 0
+    cpu: float | None = None
+    ratio: float | None = None
+    ratio_min: float | None = None
+    ratio_max: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def as_json(self, metric: Metric) -> dict[str, Any]:
+        """The summary with the bench's own names for ``rate`` and ``cpu``, in field order."""
+        names = {"rate": metric.rate, "cpu": metric.cpu}
+        return {names.get(key, key): value for key, value in asdict(self).items()}
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) -> list[Summary]:
+    def rate(result: Any) -> float | None:
+        return getattr(result, metric.rate)
+
+    ok = {(r.config, r.repetition): r for r in results if r.ok}
+    summaries = []
+    for config in configs:
+        mine = [r for r in results if r.config == config.name]
+        good = [r for r in mine if r.ok]
+        summary = Summary(config.name, config.baseline, config.target, runs=len(good),
+                          rate=median_or_none([rate(r) for r in good]),
+                          p50_us=median_or_none([r.p50_us for r in good]),
+                          p99_us=median_or_none([r.p99_us for r in good]),
+                          errors=sum(r.errors or 0 for r in good),
+                          cpu=median_or_none([getattr(r, metric.cpu) for r in good]),
+                          failures=[r.failure for r in mine if r.failure])
+        if config.baseline:
+            # Paired ratios: a candidate is only ever divided by the baseline of its own repetition.
+            ratios = [rate(r) / rate(ok[config.baseline, r.repetition]) for r in good
+                      if (config.baseline, r.repetition) in ok and rate(ok[config.baseline, r.repetition])]
+            if ratios:
+                summary.ratio, summary.ratio_min, summary.ratio_max = (
+                    statistics.median(ratios), min(ratios), max(ratios))
+        summaries.append(summary)
+    return summaries
+
+
+def markdown_table(summaries: list[Summary], metric: Metric) -> str:
+    lines = [f"| config | {metric.rate_label} | p50_us | p99_us | errors | {metric.cpu} "
+             f"| vs baseline {metric.rate_label} |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+
+    def us(value: float | None) -> str:
+        return "" if value is None else f"{value:.1f}"
+
+    for s in summaries:
+        if s.rate is None:
+            lines.append(f"| {s.config} | failed | | | | | |")
+            continue
+        if s.baseline is None:
+            versus = "1.00x (baseline)"
+        elif s.ratio is None:
+            versus = f"n/a ({s.baseline} failed)"
+        else:
+            versus = f"**{s.ratio:.2f}x** ({s.ratio_min:.2f}-{s.ratio_max:.2f}) of {s.baseline}"
+        cpu = "" if s.cpu is None else f"{s.cpu:.2f}"
+        lines.append(f"| {s.config} | {s.rate:,.0f} | {us(s.p50_us)} | {us(s.p99_us)} | {s.errors} | {cpu} "
+                     f"| {versus} |")
+    return "\n".join(lines)
+
+
+def target_verdicts(summaries: list[Summary]) -> list[str]:
+    verdicts = []
+    for s in summaries:
+        if s.target is None:
+            continue
+        if s.ratio is None:
+            verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: not measured")
+        else:
+            verdict = "met" if s.ratio >= s.target else "MISSED"
+            # Three decimals: 0.849 must not print as a missed "0.85x".
+            verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: {verdict} ({s.ratio:.3f}x)")
+    return verdicts
+
+
+# ---------------------------------------------------------------- command line
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def argument_parser(doc: str, duration: int, duration_help: str, warmup_help: str) -> argparse.ArgumentParser:
+    """A parser with --repeat, --duration and --warmup; the bench adds its own, then ``add_output_arguments``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--repeat", type=positive_int, default=5, help="repetitions of every row")
+    parser.add_argument("--duration", type=positive_int, default=duration, help=duration_help)
+    parser.add_argument("--warmup", type=int, default=1, help=warmup_help)
+    return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, aa_help: str) -> None:
+    parser.add_argument("--aa", action="store_true", help=aa_help)
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write every run's raw figures to PATH")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def metadata(args: argparse.Namespace, packages: Iterable[str], context: dict[str, object],
+             load: dict[str, object]) -> dict[str, object]:
+    """The environment of a run for --json: versions of ``packages``, git HEAD, load average, then the settings."""
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    git = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=REPO_ROOT,
+                         capture_output=True, text=True)
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_head": git.stdout.strip() if git.returncode == 0 else None,
+        "python": platform.python_version(),
+        **{package: version(package) for package in packages},
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        **context,
+        "repeat": args.repeat, "duration": args.duration, "warmup": args.warmup,
+        **load,
+    }
+
+
+def raise_system_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def unwind_on_termination() -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C does, through the finally blocks that stop the runs."""
+    signal.signal(signal.SIGTERM, raise_system_exit)
+    signal.signal(signal.SIGHUP, raise_system_exit)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+Result = TypeVar("Result", bound=Run)
+
+
+def run_bench(*, tool: str, plan: list[tuple[int, R]], configs: list[R], metric: Metric,
+              measure: Callable[[R, int], Result], describe: Callable[[Result], str],
+              meta: dict[str, object], json_path: Path | None, heading: str, stopped: str,
+              warning: Callable[[Result], str | None] = lambda result: None,
+              give_up: Callable[[Result], bool] = lambda result: False,
+              more_problems: Callable[[list[Result]], list[str]] = lambda results: []) -> int:
+    """Run the plan, then print the table, the target verdicts and the problems; return the exit status.
+
+    Every run prints a progress line to stderr: ``describe(result)`` when it has figures, FAILED when it
+    failed (both can happen), then ``warning(result)`` if any. A row whose run made ``give_up`` true is not
+    run again. ``more_problems`` adds to the failed runs and the runs with errors, each of which makes the
+    exit status 1; Ctrl-C makes it 130 (the JSON file, marked incomplete, is written in every case).
+    """
+    results: list[Any] = []
+    broken: set[str] = set()
+    interrupted = False
+    try:
+        for number, (repetition, config) in enumerate(plan, 1):
+            if config.name in broken:
+                continue
+            result: Any = measure(config, repetition)
+            results.append(result)
+            prefix = f"[{number:2}/{len(plan)}] rep {repetition + 1} {config.name:<30}"
+            if result.ok:
+                print(f"{prefix} {describe(result)}", file=sys.stderr)
+            if result.failure:
+                print(f"{prefix} FAILED: {result.failure}", file=sys.stderr)
+            if (note := warning(result)) is not None:
+                print(f"{prefix} {note}", file=sys.stderr)
+            if give_up(result):
+                broken.add(config.name)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"{tool}: interrupted; {stopped} stopped", file=sys.stderr)
+    finally:
+        summaries = summarize(configs, results, metric)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({
+                "meta": meta, "complete": len(results) == len(plan) and not interrupted,
+                "runs": [asdict(r) for r in results],
+                "summary": [s.as_json(metric) for s in summaries],
+            }, indent=2) + "\n")
+
+    if interrupted:
+        return 130
+    print(heading)
+    print(markdown_table(summaries, metric))
+    verdicts = target_verdicts(summaries)
+    if verdicts:
+        print()
+        print("\n".join(verdicts))
+
+    problems = [f"{r.config} (rep {r.repetition + 1}): {r.failure.splitlines()[0]}" for r in results if r.failure]
+    problems += [f"{r.config} (rep {r.repetition + 1}): {r.errors} errors" for r in results if r.errors]
+    problems += more_problems(results)
+    if problems:
+        print("\nFAILED:\n" + "\n".join(f"- {p}" for p in problems))
+        return 1
+    return 0
