@@ -74,6 +74,11 @@ CONFIGS: tuple[ServerConfig, ...] = (
     ServerConfig("PROCESS 2 workers / 2 reactors", "pyswoole_echo.py",
                  ("--mode", "process", "--workers", "2", "--reactors", "2"),
                  baseline="BASE 1 worker"),
+    ServerConfig("BASE 1 worker, framed", "pyswoole_echo.py", ("--mode", "base", "--workers", "1", "--framed", "64"),
+                 baseline="BASE 1 worker", target=0.85),
+    ServerConfig("PROCESS 1 worker / 1 reactor, framed", "pyswoole_echo.py",
+                 ("--mode", "process", "--workers", "1", "--reactors", "1", "--framed", "64"),
+                 baseline="PROCESS 1 worker / 1 reactor", target=0.85),
     ServerConfig("uvloop 2 procs", "uvloop_echo.py", ("--workers", "2")),
     ServerConfig("BASE 2 workers", "pyswoole_echo.py", ("--mode", "base", "--workers", "2"),
                  baseline="uvloop 2 procs"),
@@ -235,7 +240,7 @@ class ServerProcess(harness.ProcessGroup):
 
     def wait_until_echoing(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Poll until a probe comes back over TCP; fail at once if the server exits."""
-        probe = b"pyswoole-bench-probe"
+        probe = b"pyswoole-bench-probe".ljust(64, b".")  # as long as the framed rows' packages
         deadline = time.monotonic() + timeout
         last_error: OSError | None = None
         while time.monotonic() < deadline:
