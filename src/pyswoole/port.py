@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import settings as settings_module
-from .constants import DGRAM_TYPES, INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
+from .constants import INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
 from .errors import ServerError
 from .framing import Framer, framer_for
 from .log import logger

@@ -94,7 +94,7 @@ def test_sigusr2_restarts_only_the_task_workers(start_server, connect):
 
 def test_sigusr2_without_task_workers_reloads_nothing(start_server, connect):
     server = start_manager_server(start_server, "PROCESS", worker_num=2)
-    before = {e["worker_id"]: e["pid"] for e in server.wait_events("worker_start", 2)}
+    server.wait_events("worker_start", 2)
 
     server.signal(signal.SIGUSR2)
 
