@@ -69,8 +69,11 @@ def status(pid_file: str, stats_file: str | None, as_json: bool) -> int:
     path = stats_file or pid_file + ".stats.json"
     try:
         with open(path) as file:
-            stats: dict[str, Any] = json.load(file)
+            text = file.read()
         age = time.time() - os.stat(path).st_mtime
+        # A stats_file not ending in .json holds Swoole's "key: value" lines.
+        stats: dict[str, Any] = json.loads(text) if path.endswith(".json") else {
+            key: value for key, _, value in (line.partition(": ") for line in text.splitlines()) if key}
     except (OSError, ValueError) as exc:
         raise SystemExit(f"pyswoole: cannot read stats from {path}: {exc}") from None
     if age > STALE_AFTER:

@@ -63,6 +63,7 @@ class Manager:
         self.reload_deadline = 0.0
         self.worker_timeout: float = setting["worker_timeout"]
         self._next_stats = 0.0
+        self._wake_fds: tuple[int, int] = (-1, -1)
 
     def run(self) -> None:
         server = self.server
@@ -72,7 +73,7 @@ class Manager:
         server._shared.globals[Global.MANAGER_PID] = server._manager_pid  # type: ignore[union-attr]
         # PROCESS mode: the manager is the master's child and must not outlive it.
         self.master_pid = os.getppid() if server.mode == Mode.PROCESS else 0
-        wake_read, wake_write = os.pipe()
+        wake_read, wake_write = self._wake_fds = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
@@ -153,6 +154,8 @@ class Manager:
         code = 0
         try:
             signal.set_wakeup_fd(-1)
+            for fd in self._wake_fds:
+                os.close(fd)
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             # The manager forwards SIGRTMIN (reopen the log) to every child, and its default action is to

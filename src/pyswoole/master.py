@@ -25,7 +25,7 @@ from .log import logger
 from .loop import run_until_complete
 from .port import Port, PortHandlers
 from .reactor import ReactorThread
-from .shm import Conn, Global, Slot
+from .shm import Global, Slot
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -130,9 +130,6 @@ class Master:
             reactor.call(reactor.adopt, sock, port, session_id, base)
 
     # Sessions (calls from user code running in the master) ------------------------------------------------
-
-    def reactor_of(self, base: int) -> ReactorThread:
-        return self.reactors[self.shared.connections.q[base + Conn.REACTOR_ID]]  # type: ignore[union-attr]
 
     # Shutdown -------------------------------------------------------------------------------------------
 

@@ -172,7 +172,8 @@ class PipeWriter:
                 self._queued_bytes -= len(queue.popleft())
         except BlockingIOError:
             return
-        except OSError:
+        except OSError as exc:
+            logger.warning("pipe write failed: %s; %d queued messages dropped", exc, len(queue))
             queue.clear()
             self._queued_bytes = 0
         self._loop.remove_writer(sock.fileno())

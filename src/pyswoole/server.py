@@ -173,7 +173,7 @@ class Server:
         finally:
             if pid_file and self._wrote_pid_file:
                 _unlink(pid_file)
-                _unlink(stats_file_for(setting))
+            _unlink(stats_file_for(setting))
             self._started = False
             self._shutdown_done = True
             for port in self.ports:
@@ -358,9 +358,12 @@ class Server:
         try:
             result = callback(*args)
             if asyncio.iscoroutine(result):
+                running = asyncio._get_running_loop()
                 if self._worker is not None:
                     self._worker.spawn(result)
-                else:
+                elif running is not None:  # the master, a coroutine task worker: a task of their loop
+                    running.create_task(result).add_done_callback(_log_failure)
+                else:  # the manager, a blocking task worker: no loop, run it to the end here
                     loop = self._new_loop()
                     try:
                         loop.run_until_complete(result)
@@ -749,6 +752,12 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<Server {self.mode.name} {self.host}:{self.port}>"
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        logger.error("callback failed", exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def stats_file_for(setting: dict[str, Any]) -> str | None:

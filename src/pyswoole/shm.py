@@ -27,7 +27,6 @@ class Global:
     START_TIME_US = 3
     ONSTART_CALLED = 4
     TASKS_FROM_OTHERS = 5  # tasks sent by the master, the manager or user processes
-    SHUTDOWN = 6
     SIZE = 8
 
 

@@ -25,7 +25,8 @@ from .constants import EventType, WorkerStatus
 from .log import logger
 from .loop import run_until_complete
 from .shm import Slot
-from .tasks import CALLBACK, COROUTINE, NOREPLY, WAITALL, PayloadError, deliver_pipe_message, pack_payload, unpack_payload
+from .tasks import (CALLBACK, COROUTINE, NOREPLY, WAITALL, PayloadError, deliver_pipe_message, discard_payload,
+                    pack_payload, unpack_payload)
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -210,7 +211,11 @@ class TaskWorker:
         pipes_ = server._pipes
         sock = pipes_.result_writers[source] if task_flags & WAITALL else pipes_.master_ends[source]  # type: ignore[union-attr]
         message = ipc.Message(EventType.FINISH, task_id, self.worker_id, ext_flags=flags, data=payload)
-        return pipes.send_blocking(sock, ipc.encode(message, ipc.next_msg_id()))
+        if pipes.send_blocking(sock, ipc.encode(message, ipc.next_msg_id())):
+            return True
+        logger.warning("result of task %d could not be sent to worker %d", task_id, source)
+        discard_payload(payload, flags)
+        return False
 
     def _call(self, callback: Any, args: tuple[Any, ...], then: Any = None) -> None:
         """Run a callback (plain, or a coroutine on the loop in coroutine mode); ``then(result)`` after."""

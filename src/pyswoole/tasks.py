@@ -55,6 +55,15 @@ def pack_payload(obj: Any, tmpdir: str) -> tuple[bytes, int]:
     return data, flags
 
 
+def discard_payload(data: bytes, flags: int) -> None:
+    """Drop a payload that will never be unpacked (a late result, a failed send): remove its temp file."""
+    if flags & TMPFILE:
+        try:
+            os.unlink(data.decode())
+        except OSError:
+            pass
+
+
 def unpack_payload(data: bytes, flags: int) -> Any:
     if flags & TMPFILE:
         path = data.decode()
@@ -136,6 +145,8 @@ class TaskClient:
             sent = pipes.send_blocking(sock, datagrams)
         if sent:
             self._count_dispatch()
+        else:
+            discard_payload(payload, flags)
         return sent
 
     def _count_dispatch(self) -> None:
@@ -213,7 +224,8 @@ class TaskClient:
             for message in pipes.read_datagrams(sock, reassembler):
                 index = pending.pop(message.fd, None)
                 if index is None:
-                    continue  # the late result of an earlier task that timed out
+                    discard_payload(message.data, message.ext_flags)  # late result of a timed-out task
+                    continue
                 try:
                     results[index] = unpack_payload(message.data, message.ext_flags)
                 except PayloadError as exc:
@@ -291,7 +303,10 @@ class TaskClient:
         datagrams = ipc.encode(note, ipc.next_msg_id())
         worker = server._worker
         sent = worker.writer_for(sock).write(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
-        return True if sent else server._fail(ErrorCode.SEND_TO_WORKER_TIMEOUT)
+        if sent:
+            return True
+        discard_payload(payload, flags)
+        return server._fail(ErrorCode.SEND_TO_WORKER_TIMEOUT)
 
 
 def deliver_pipe_message(server: Server, message: ipc.Message, call: Callable[..., Any]) -> None:

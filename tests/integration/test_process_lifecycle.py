@@ -160,3 +160,20 @@ def test_a_large_udp_datagram_round_trips_intact(start_server, dgram):
     client.sendto(payload, ("127.0.0.1", server.port))
 
     assert client.recv(65536) == payload
+
+
+def test_an_async_start_callback_runs_on_the_masters_loop(start_server, connect):
+    server = start_server("""
+        server = recording_server(mode=Mode.PROCESS, worker_num=1)
+
+        @server.on("Start")
+        async def on_start(server):
+            await asyncio.sleep(0.01)
+            record("async_start", pid=os.getpid(), master_pid=server.master_pid)
+
+        serve(server)
+    """)
+
+    started = server.wait_event("async_start")
+    assert started["pid"] == started["master_pid"]
+    assert connect(server.port).request(b"served") == b"served"

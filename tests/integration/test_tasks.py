@@ -868,3 +868,16 @@ def test_stats_count_tasks_queued_running_and_idle_task_workers(start_server, co
     assert before == {"task_count": 0, "tasking_num": 0, "task_idle_worker_num": 2}
     assert busy == {"task_count": 5, "tasking_num": 3, "task_idle_worker_num": 0}
     assert after == {"task_count": 5, "tasking_num": 0, "task_idle_worker_num": 2}
+
+
+def test_a_late_result_too_big_for_a_datagram_leaves_no_temp_file(start_server, connect, mode, tmp_path):
+    tmpdir = tmp_path / "task_tmp"
+    tmpdir.mkdir()
+    server = start_tasks_server(start_server, mode, task_tmpdir=str(tmpdir))  # one task worker
+    client = connect(server)
+
+    late = client.ask("server.task_wait(('sleep', 0.5, pattern(200000)), 0.1)")  # its result comes too late
+    fresh = client.ask("server.task_wait(('ret', 'fresh'), 5)")  # reads, and drops, the late one first
+
+    assert late is False and fresh == "fresh"
+    wait_until(lambda: list(tmpdir.iterdir()) == [], message="the late result's temp file was left behind")
