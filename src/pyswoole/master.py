@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import log
+from .callbacks import CallbackRunner
 from .errors import ServerError
 from .log import logger
 from .loop import run_until_complete
@@ -55,6 +56,7 @@ class Master:
         server._set_title("master")
         loop = self.loop = server._new_loop()
         self.timers = Timers(loop)
+        self.runner = CallbackRunner(loop)
         run_until_complete(loop, self._serve())
 
     async def _serve(self) -> None:

@@ -358,11 +358,9 @@ class Server:
         try:
             result = callback(*args)
             if asyncio.iscoroutine(result):
-                running = asyncio._get_running_loop()
-                if self._worker is not None:
-                    self._worker.spawn(result)
-                elif running is not None:  # the master, a coroutine task worker: a task of their loop
-                    running.create_task(result).add_done_callback(_log_failure)
+                role = self._worker or self._task_worker or self._master
+                if role is not None and role.runner.loop is not None:
+                    role.runner.spawn(result)  # a task of this process's loop
                 else:  # the manager, a blocking task worker: no loop, run it to the end here
                     loop = self._new_loop()
                     try:
@@ -752,12 +750,6 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<Server {self.mode.name} {self.host}:{self.port}>"
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
-        logger.error("callback failed", exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def stats_file_for(setting: dict[str, Any]) -> str | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ipc, log, pipes
 from .constants import EventType, WorkerStatus
+from .callbacks import CallbackRunner
 from .log import logger
 from .loop import run_until_complete
 from .shm import Slot
@@ -84,7 +85,7 @@ class TaskWorker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timers: Timers | None = None
         self._stopped: asyncio.Future[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.runner = CallbackRunner(None)  # gets the loop in coroutine mode
 
     def run(self) -> None:
         server = self.server
@@ -138,7 +139,7 @@ class TaskWorker:
             if self.limit and self.done >= self.limit:
                 self.stop()  # the rest of the queue waits for the replacement
         elif kind == EventType.PIPE_MESSAGE:
-            deliver_pipe_message(self.server, message, self._call)
+            deliver_pipe_message(self.server, message, self.runner.call)
         elif kind == EventType.SHUTDOWN:
             self.stop()
         else:
@@ -159,7 +160,7 @@ class TaskWorker:
         callback = server.get_callback("task")
         if self.coroutine:
             task = Task(data, message.fd, message.reactor_id, message.ext_flags, message.time, self)
-            self._call(callback, (server, task), lambda result: self._task_done(task, result))  # type: ignore[arg-type]
+            self.runner.call(callback, (server, task), lambda result: self._task_done(task, result))  # type: ignore[arg-type]
         else:
             self.current, self._finished = message, False
             try:
@@ -217,44 +218,10 @@ class TaskWorker:
         discard_payload(payload, flags)
         return False
 
-    def _call(self, callback: Any, args: tuple[Any, ...], then: Any = None) -> None:
-        """Run a callback (plain, or a coroutine on the loop in coroutine mode); ``then(result)`` after."""
-        try:
-            result = callback(*args)
-        except Exception:
-            logger.exception("%s callback failed", getattr(callback, "__qualname__", callback))
-            result = None
-        if asyncio.iscoroutine(result):
-            if self.loop is None:
-                logger.error("%s is async: set task_enable_coroutine to run it", callback.__qualname__)
-                result.close()
-                result = None
-            else:
-                task = self.loop.create_task(result)
-                self._tasks.add(task)
-
-                def done(task: asyncio.Task[Any]) -> None:
-                    self._tasks.discard(task)
-                    value = None
-                    if not task.cancelled():
-                        if task.exception() is not None:
-                            exc = task.exception()
-                            logger.error("%s callback failed", callback.__qualname__,
-                                         exc_info=(type(exc), exc, exc.__traceback__))
-                        else:
-                            value = task.result()
-                    if then is not None:
-                        then(value)
-
-                task.add_done_callback(done)
-                return
-        if then is not None:
-            then(result)
-
     # Coroutine mode -------------------------------------------------------------------------------------
 
     def _run_loop(self) -> None:
-        loop = self.loop = self.server._new_loop()
+        loop = self.loop = self.runner.loop = self.server._new_loop()
         self.timers = Timers(loop)
         self.server._timers = self.timers
         run_until_complete(loop, self._serve())
@@ -272,7 +239,7 @@ class TaskWorker:
         for sock in self.sources:
             loop.remove_reader(sock.fileno())
         deadline = time.monotonic() + server.setting["max_wait_time"]
-        while self._tasks and time.monotonic() < deadline:
+        while self.runner.tasks and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         server._call_event("worker_stop", server, self.worker_id)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ipc, log, pipes
 from .constants import ErrorCode, EventType, Mode, WorkerStatus
+from .callbacks import CallbackRunner
 from .log import logger
 from .loop import run_until_complete
 from .port import Port, PortHandlers
@@ -104,8 +105,8 @@ class EventWorker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timers: Timers | None = None
         self.stopping = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.AbstractServer] = []
+        self._own_sockets: list[socket.socket] = []
         self._reader_fds: list[int] = []  # UDP ports and TLS listeners, read by hand
         self._writers: dict[int, pipes.PipeWriter] = {}
         self._reassembler = ipc.Reassembler()
@@ -139,6 +140,7 @@ class EventWorker:
         self.timers = Timers(loop)
         self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)
         self.counters = SlotCounters(self.slot, loop)
+        self.runner = CallbackRunner(loop)
         server._enter_worker(self)
         try:
             run_until_complete(loop, self._serve(start_callback))
@@ -157,6 +159,8 @@ class EventWorker:
                 listening = port.socket_for_worker()
                 loop.add_reader(listening.fileno(), self._accept_tls, listening, port, handlers)
                 self._reader_fds.append(listening.fileno())
+                if listening is not port.sock:  # its own SO_REUSEPORT socket: close it to stop accepting
+                    self._own_sockets.append(listening)
             elif port.is_stream:
                 listener = await loop.create_server(
                     lambda port=port, handlers=handlers: WorkerConnection(self, port, handlers),
@@ -244,6 +248,8 @@ class EventWorker:
             listener.close()
         for fd in self._reader_fds:
             loop.remove_reader(fd)
+        for sock in self._own_sockets:
+            sock.close()  # else the kernel keeps queueing new clients for this worker while it drains
         self.timers.clear_all()  # type: ignore[union-attr]
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
@@ -253,37 +259,26 @@ class EventWorker:
         gets Close (reactor_id -1) and is closed once its output is flushed; all within max_wait_time."""
         server = self.server
         deadline = time.monotonic() + server.setting["max_wait_time"]
-        while self._tasks and time.monotonic() < deadline:
+        while self.runner.tasks and time.monotonic() < deadline:
             server._call_event("worker_exit", server, self.worker_id)
             await asyncio.sleep(0.01)
         for session_id in list(self.connections):
             self.close(session_id)
-        while (self._tasks or self.connections) and time.monotonic() < deadline:
+        while (self.runner.tasks or self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections.values()):
             conn.shut(reset=True)
-        if self._tasks:
+        if self.runner.tasks:
             logger.warning("worker %d: %d coroutines still running after max_wait_time, cancelled",
-                           self.worker_id, len(self._tasks))
-            for task in list(self._tasks):
+                           self.worker_id, len(self.runner.tasks))
+            for task in list(self.runner.tasks):
                 task.cancel()
 
     # Callbacks ------------------------------------------------------------------------------------------
 
-    def spawn(self, coroutine: Any, then: Callable[[], None] | None = None) -> None:
-        """Run a coroutine callback as a task; log what it raises; call ``then`` when it is over."""
-        task = self.loop.create_task(coroutine)  # type: ignore[union-attr]
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[Any]) -> None:
-            self._tasks.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                logger.error("callback %s failed", coroutine.__qualname__, exc_info=(type(exc), exc, exc.__traceback__))
-            if then is not None:
-                then()
-
-        task.add_done_callback(done)
+    def spawn(self, coroutine: Any) -> None:
+        """Run a coroutine (an async callback's) as a task of this worker's loop."""
+        self.runner.spawn(coroutine)
 
     def receive(self, handlers: PortHandlers, fd: int, reactor_id: int, data: bytes) -> None:
         """Run Receive for one package. The hot path of both modes: kept flat on purpose."""
@@ -338,20 +333,8 @@ class EventWorker:
             self.stop()
 
     def call(self, callback: Callable[..., Any], args: tuple[Any, ...], then: Callable[[], None] | None = None) -> bool:
-        """Call a plain or async callback; True if it ran (or was started) without raising."""
-        try:
-            result = callback(*args)
-        except Exception:
-            logger.exception("%s callback failed", getattr(callback, "__qualname__", callback))
-            result = None
-            ok = False
-        else:
-            ok = True
-        if asyncio.iscoroutine(result):
-            self.spawn(result, then)
-        elif then is not None:
-            then()
-        return ok
+        """Call a plain or async callback; True if it ran (or was started) without raising; ``then()`` after."""
+        return self.runner.call(callback, args, None if then is None else lambda result: then())
 
     # Reactor interface (called by Connection) -----------------------------------------------------------
 
@@ -654,7 +637,7 @@ class EventWorker:
 
     @property
     def coroutine_num(self) -> int:
-        return len(self._tasks)
+        return len(self.runner.tasks)
 
 
 def resident_memory() -> int:
