@@ -32,6 +32,8 @@ def test_max_queued_bytes_stops_reading_a_connection_whose_worker_is_busy(start_
     if bound is None:  # without the limit the reactor keeps reading into the worker's pipe queue
         wait_until(lambda: queued() > 4 * MIB, timeout=10, message="recv_queued_bytes never grew")
         server.release("holding")
+        sender.join(20)
+        assert not sender.is_alive()
         return
     wait_until(lambda: queued() > limit, timeout=10, message="nothing was queued for the busy worker")
     peak = max(queued() for _ in range(20))
