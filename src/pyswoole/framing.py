@@ -232,7 +232,35 @@ class EofSplitFramer(_EofFramer):
         return packages
 
 
-class LengthFramer(_BufferedFramer):
+class _SizedFramer(_BufferedFramer):
+    """A framer that learns each package's total length from its first bytes (``_total_at``)."""
+
+    def _total_at(self, buf: bytes | bytearray, start: int, packages: Iterable[bytes]) -> int:
+        raise NotImplementedError
+
+    def _split(self, buf: bytes | bytearray, total: int) -> list[bytes]:
+        """The packages of ``buf``; ``total`` is the first one's length if already known, else 0."""
+        size = len(buf)
+        packages: list[bytes] = []
+        start = 0
+        with memoryview(buf) as view:
+            while start < size:
+                if not total:
+                    total = self._total_at(buf, start, packages)
+                    if not total:
+                        break
+                stop = start + total
+                if stop > size:
+                    break
+                packages.append(view[start:stop].tobytes())
+                start = stop
+                total = 0
+        self._total = total
+        self._keep_from(buf, start)
+        return packages
+
+
+class LengthFramer(_SizedFramer):
     """open_length_check: a package is package_body_offset + the value of its length field, header included.
 
     The length field (a pack() code of package_length_type at package_length_offset) is parsed once per package,
@@ -269,30 +297,10 @@ class LengthFramer(_BufferedFramer):
             return [data]
         return self._split(data, 0)
 
-    def _split(self, buf: bytes | bytearray, total: int) -> list[bytes]:
-        """The packages of ``buf``; ``total`` is the first one's length if already known, else 0."""
-        header_size = self._header_size
-        size = len(buf)
-        packages: list[bytes] = []
-        start = 0
-        with memoryview(buf) as view:
-            while True:
-                if not total:
-                    if size - start < header_size:
-                        break
-                    total = self._total_at(buf, start, packages)
-                stop = start + total
-                if stop > size:
-                    break
-                packages.append(view[start:stop].tobytes())
-                start = stop
-                total = 0
-        self._total = total
-        self._keep_from(buf, start)
-        return packages
-
     def _total_at(self, buf: bytes | bytearray, start: int, packages: Iterable[bytes]) -> int:
-        """The length of the package starting at ``start``, whose header is complete."""
+        """The length of the package starting at ``start``, or 0 while its header is incomplete."""
+        if len(buf) - start < self._header_size:
+            return 0
         (value,) = self._unpack_length(buf, start + self._length_offset)
         if value < 0:
             raise _malformed(f"package length field is negative ({value})", packages)
@@ -305,7 +313,7 @@ class LengthFramer(_BufferedFramer):
         return total
 
 
-class FuncFramer(_BufferedFramer):
+class FuncFramer(_SizedFramer):
     """open_length_check with package_length_func: the user's function gives each package's total length.
 
     The function is shown the first bytes of the package (up to LENGTH_FUNC_WINDOW of them) and returns its
@@ -336,27 +344,6 @@ class FuncFramer(_BufferedFramer):
             pending += data
             return []
         return self._split(data, total)
-
-    def _split(self, buf: bytes | bytearray, total: int) -> list[bytes]:
-        """The packages of ``buf``; ``total`` is the first one's length if already known, else 0."""
-        size = len(buf)
-        packages: list[bytes] = []
-        start = 0
-        with memoryview(buf) as view:
-            while start < size:
-                if not total:
-                    total = self._total_at(buf, start, packages)
-                    if not total:
-                        break
-                stop = start + total
-                if stop > size:
-                    break
-                packages.append(view[start:stop].tobytes())
-                start = stop
-                total = 0
-        self._total = total
-        self._keep_from(buf, start)
-        return packages
 
     def _total_at(self, buf: bytes | bytearray, start: int, packages: Iterable[bytes]) -> int:
         """The function's answer for the package starting at ``start``: its length, or 0 to wait for more."""
