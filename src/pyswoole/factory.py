@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
+_SEND_DATA = int(EventType.SEND_DATA)
 
 
 class _Factory:
@@ -42,7 +43,7 @@ class _Factory:
             message.reactor_id = worker.worker_id
         datagrams = ipc.encode(message, ipc.next_msg_id())
         if worker is not None:
-            written = worker.writer_for(sock).write(datagrams)
+            written = worker.writer_for(sock).write_all(datagrams)
         else:
             written = pipes.send_blocking(sock, datagrams)
         return 0 if written else ErrorCode.SEND_TO_WORKER_TIMEOUT
@@ -165,8 +166,14 @@ class ProcessFactory(_Factory):
             return ErrorCode.DATA_LENGTH_TOO_LARGE
         if q[base + Conn.OVERFLOW]:
             return ErrorCode.OUTPUT_BUFFER_OVERFLOW
-        return self.to_reactor(session_id, q[base + Conn.REACTOR_ID],
-                               ipc.Message(EventType.SEND_DATA, session_id, data=data))
+        reactor_id = q[base + Conn.REACTOR_ID]
+        worker = self.server._worker
+        if worker is not None and len(data) <= ipc.MAX_PAYLOAD:
+            # A worker's send, the per-package path: one datagram, packed without a Message.
+            writer = worker.writer_for(self._reactor_pipe(session_id, reactor_id))
+            datagram = ipc.pack(_SEND_DATA, session_id, worker.worker_id, 0, 0.0, data)
+            return 0 if writer.write(datagram) else ErrorCode.SEND_TO_WORKER_TIMEOUT
+        return self.to_reactor(session_id, reactor_id, ipc.Message(EventType.SEND_DATA, session_id, data=data))
 
     def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
         """The owning reactor sends the file (from the master's side of the socket)."""
@@ -186,8 +193,12 @@ class ProcessFactory(_Factory):
             reactor = master.reactors[reactor_id]
             reactor.call(reactor.handle, message)
             return 0
+        return self._write(self._reactor_pipe(session_id, reactor_id), message)
+
+    def _reactor_pipe(self, session_id: int, reactor_id: int) -> socket.socket:
+        """The pipe that the session's reactor thread reads."""
         index = reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
-        return self._write(server._pipes.worker_ends[index], message)  # type: ignore[union-attr]
+        return self.server._pipes.worker_ends[index]  # type: ignore[union-attr]
 
     def close(self, session_id: int, reset: bool) -> int:
         base = self.table.find(session_id)

@@ -7,7 +7,7 @@ address as the one it replaces. The worker reads its *worker end*; anyone else r
 Writers with an event loop never block: a datagram the kernel refuses for now waits in a bounded queue that
 is flushed when the pipe becomes writable. They also batch: the small messages written during one pass of
 the loop travel together in one datagram, sent at the end of the pass, which saves a send and a receive
-per message under load (the reader splits them with ``Reassembler.feed_all``). Writers without a loop (the
+per message under load (the reader splits them with ``Reassembler.feed_batch``). Writers without a loop (the
 manager) block, with a timeout.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable, Sequence
 
 from . import ipc
 from .log import logger
@@ -94,30 +95,32 @@ class PipeWriter:
         self._in_pass = False  # something was sent during this pass of the loop
         self._batched = 0
 
-    def write(self, datagrams: list[bytes], batch: bool = True) -> bool:
-        """Send a message's datagrams; False if it had to be dropped (the reader is far behind).
+    def write(self, datagram: bytes) -> bool:
+        """Send one datagram, batched with the other small ones of this loop pass; False if it had to be
+        dropped (the reader is far behind).
 
         The first message of a loop pass leaves at once, so the reader can start on it; the ones after it
-        wait for the end of the pass and leave together. ``batch=False``: this message travels alone (after
-        what is batched already)."""
-        if not batch:
-            self._flush_batch()
-            return self._send(datagrams)
+        leave together, at the end of the pass or every ``MAX_BATCH`` messages."""
         if not self._in_pass:
             self._in_pass = True
             self._loop.call_soon(self._end_pass)
-            return self._send(datagrams)
+            return self._send((datagram,))
         batch = self._batch
-        if len(datagrams) == 1:
-            datagram = datagrams[0]
-            if len(batch) + len(datagram) <= ipc.MAX_DATAGRAM:
-                batch += datagram
-                self._batched += 1
-                if self._batched >= MAX_BATCH:
-                    self._flush_batch()
-                return True
-        if batch:
+        if len(batch) + len(datagram) > ipc.MAX_DATAGRAM:
             self._flush_batch()
+            return self._send((datagram,))
+        batch += datagram
+        self._batched += 1
+        if self._batched >= MAX_BATCH:
+            self._flush_batch()
+        return True
+
+    def write_all(self, datagrams: list[bytes], batch: bool = True) -> bool:
+        """Send a message's datagrams (several for a chunked one). ``batch=False``: the message travels
+        alone, after what is batched already."""
+        if batch and len(datagrams) == 1:
+            return self.write(datagrams[0])
+        self._flush_batch()
         return self._send(datagrams)
 
     def _end_pass(self) -> None:
@@ -143,7 +146,7 @@ class PipeWriter:
             if not self._send([batch]):
                 logger.warning("pipe reader is far behind: %d bytes of messages dropped", len(batch))
 
-    def _send(self, datagrams: list[bytes]) -> bool:
+    def _send(self, datagrams: Sequence[bytes]) -> bool:
         if not self._queue:
             sock = self._sock
             sent = 0
@@ -179,16 +182,23 @@ class PipeWriter:
         self._loop.remove_writer(sock.fileno())
 
 
-def read_datagrams(sock: socket.socket, reassembler: ipc.Reassembler, limit: int = 32) -> list[ipc.Message]:
-    """Read up to ``limit`` datagrams (Swoole's fairness bound) and return the messages they complete."""
-    messages = []
-    for _ in range(limit):
+def read_datagrams(
+    sock: socket.socket, reassembler: ipc.Reassembler, on_message: Callable[[ipc.Message], object],
+    hot_type: int = -1, on_hot: Callable[[int, int, int, float, bytes], object] | None = None, limit: int = 32,
+    stopped: Callable[[], bool] | None = None,
+) -> int:
+    """Read up to ``limit`` datagrams (Swoole's fairness bound) and hand on the messages they complete, as
+    ``Reassembler.feed_batch`` does; return how many datagrams were read. ``stopped``: checked before each
+    read, true once what a message did (a worker reaching max_request) means no more may be taken."""
+    count = 0
+    while count < limit and (stopped is None or not stopped()):
         try:
             datagram = sock.recv(ipc.MAX_DATAGRAM)
         except (BlockingIOError, InterruptedError):
             break
+        count += 1
         try:
-            messages += reassembler.feed_all(datagram)
+            reassembler.feed_batch(datagram, on_message, hot_type, on_hot)
         except ipc.IpcError as exc:
             logger.warning("abnormal pipe data dropped: %s", exc)
-    return messages
+    return count

@@ -363,6 +363,12 @@ def expired_connections(connections: Iterable[Connection], now: float) -> list[C
 
 
 THROTTLE_FIRST, THROTTLE_LAST = 0.001, 1.024  # max_queued_bytes: Swoole's back-off, in seconds
+# Plain ints for the per-package path: an attribute of a class or an enum costs more to read.
+_RECV_DATA, _SEND_DATA = int(EventType.RECV_DATA), int(EventType.SEND_DATA)
+_DISPATCH, _RECV_BYTES = Slot.DISPATCH, Slot.RECV_BYTES
+_LAST_RECV_TIME, _LAST_SEND_TIME = Conn.LAST_RECV_TIME, Conn.LAST_SEND_TIME
+_LAST_DISPATCH_TIME, _RECV_QUEUED_BYTES, _SEND_QUEUED_BYTES = (
+    Conn.LAST_DISPATCH_TIME, Conn.RECV_QUEUED_BYTES, Conn.SEND_QUEUED_BYTES)
 
 
 class ReactorConnection(Connection):
@@ -387,9 +393,9 @@ class ReactorConnection(Connection):
             return
         now = _now()
         self.last_recv_time = now
-        self.table_d[self.base + Conn.LAST_RECV_TIME] = now
+        self.table_d[self.base + _LAST_RECV_TIME] = now
         counters = self.counters
-        counters.values[Slot.RECV_BYTES] += len(data)
+        counters.values[_RECV_BYTES] += len(data)
         if not counters.pending:
             counters.moved()
         if self.framer is None:
@@ -422,6 +428,7 @@ class ReactorThread:
         self.worker_num: int = setting["worker_num"]
         self.shared = server._shared
         self.table = self.shared.connections
+        self.table_q, self.table_d = self.table.q, self.table.d
         self.slot = self.shared.reactor_slot(reactor_id)
         self.handlers = handlers
         self.dispatcher = Dispatcher(setting, self.shared, server)
@@ -435,7 +442,7 @@ class ReactorThread:
         self.connections: dict[int, ReactorConnection] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
-        self._writers: dict[int, PipeWriter] = {}
+        self._writers: list[PipeWriter] = []  # by worker id
         self._reassembler = ipc.Reassembler()
         self._msg_ids = ipc.MessageIds(os.getpid(), reactor_id + 1)
         self._closing = False
@@ -452,6 +459,7 @@ class ReactorThread:
         asyncio.set_event_loop(loop)
         self.counters = SlotCounters(self.slot, loop)
         pipes = server._pipes
+        self._writers = [PipeWriter(loop, master_end) for master_end in pipes.master_ends[:self.worker_num]]
         for worker_id in range(self.worker_num):
             if worker_id % self.reactor_num == self.reactor_id:
                 master_end = pipes.master_ends[worker_id]
@@ -514,11 +522,17 @@ class ReactorThread:
             worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.RECV_DATA, data)
             if worker_id < 0:
                 return
-        self.table.d[conn.base + Conn.LAST_DISPATCH_TIME] = now
-        self.table.q[conn.base + Conn.RECV_QUEUED_BYTES] += len(data)
-        self.counters.values[Slot.DISPATCH] += 1  # marked moved by data_received
-        self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
-                                               conn.port.fileno, 0, now, data))
+        base = conn.base
+        self.table_d[base + _LAST_DISPATCH_TIME] = now
+        self.table_q[base + _RECV_QUEUED_BYTES] += len(data)
+        self.counters.values[_DISPATCH] += 1  # marked moved by data_received
+        if len(data) <= ipc.MAX_PAYLOAD:
+            datagram = ipc.pack(_RECV_DATA, conn.session_id, self.reactor_id, conn.port.fileno, now, data)
+            if not self._writers[worker_id].write(datagram):
+                self._dropped(worker_id, _RECV_DATA, conn.session_id)
+        else:
+            self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
+                                                   conn.port.fileno, 0, now, data))
         if self.max_queued_bytes and not conn.throttled and self._queued(conn) > self.max_queued_bytes:
             conn.throttled = True
             conn.transport.pause_reading()  # type: ignore[union-attr]
@@ -623,17 +637,30 @@ class ReactorThread:
     # Pipes ----------------------------------------------------------------------------------------------
 
     def _to_worker(self, worker_id: int, message: ipc.Message) -> None:
-        writer = self._writers.get(worker_id)
-        if writer is None:
-            sock = self.server._pipes.master_ends[worker_id]
-            writer = self._writers[worker_id] = PipeWriter(self.loop, sock)  # type: ignore[arg-type]
-        if not writer.write(ipc.encode(message, self._msg_ids())):
-            logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id,
-                           message.type, message.fd)
+        if not self._writers[worker_id].write_all(ipc.encode(message, self._msg_ids())):
+            self._dropped(worker_id, message.type, message.fd)
+
+    def _dropped(self, worker_id: int, event_type: int, session_id: int) -> None:
+        logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id, event_type,
+                       session_id)
 
     def _read_pipe(self, sock: socket.socket) -> None:
-        for message in read_datagrams(sock, self._reassembler):
-            self.handle(message)
+        read_datagrams(sock, self._reassembler, self.handle, _SEND_DATA, self._send_data)
+
+    def _send_data(self, session_id: int, worker_id: int, server_fd: int, time: float, data: bytes) -> None:
+        """A worker's send() of one datagram: the per-package path, called without a Message."""
+        conn = self.connections.get(session_id)
+        if conn is None or not conn.writable:
+            if conn is not None and not conn.closed:
+                self.write(conn, data)  # behind a file, or over the high watermark
+            return
+        # self.write, inlined: neither a file queue nor BufferFull to mind.
+        conn.last_send_time = now = _now()
+        transport = conn.transport
+        transport.write(data)  # type: ignore[union-attr]
+        base = conn.base
+        self.table_d[base + _LAST_SEND_TIME] = now
+        self.table_q[base + _SEND_QUEUED_BYTES] = transport.get_write_buffer_size()  # type: ignore[union-attr]
 
     def handle(self, message: ipc.Message) -> None:
         """A request from a worker (or from user code in the master) about one of this reactor's sessions."""
@@ -668,10 +695,11 @@ class ReactorThread:
         conn.write(data)
         queued = conn.transport.get_write_buffer_size()  # type: ignore[union-attr]
         base = conn.base
-        self.table.d[base + Conn.LAST_SEND_TIME] = conn.last_send_time
-        self.table.q[base + Conn.SEND_QUEUED_BYTES] = queued
+        table = self.table
+        table.d[base + _LAST_SEND_TIME] = conn.last_send_time
+        table.q[base + _SEND_QUEUED_BYTES] = queued
         if conn.full and queued >= self.buffer_limit:
-            self.table.q[conn.base + Conn.OVERFLOW] = 1
+            table.q[base + Conn.OVERFLOW] = 1
             logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)
 
     def _read_datagrams(self, port: Port) -> None:

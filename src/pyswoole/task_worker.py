@@ -253,8 +253,5 @@ class TaskWorker:
         for _ in range(READ_BATCH):
             if self.stopping:
                 return
-            messages = pipes.read_datagrams(sock, self._reassembler, limit=1)
-            if not messages:
-                return  # nothing more for now (or a part of a chunked message: the rest wakes us again)
-            for message in messages:
-                self.handle(message)
+            if not pipes.read_datagrams(sock, self._reassembler, self.handle, limit=1):
+                return  # nothing more for now

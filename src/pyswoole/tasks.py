@@ -140,7 +140,7 @@ class TaskClient:
         if worker is not None and not flags & WAITALL:
             # A task worker takes one datagram at a time (to stop exactly at task_max_request, and to leave
             # the next task of the shared queue to whichever task worker is free first): never batch tasks.
-            sent = worker.writer_for(sock).write(datagrams, batch=False)
+            sent = worker.writer_for(sock).write_all(datagrams, batch=False)
         else:  # no loop here, or the caller is about to block on the result anyway
             sent = pipes.send_blocking(sock, datagrams)
         if sent:
@@ -221,7 +221,9 @@ class TaskClient:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([sock], [], [], left)[0]:
                 break
-            for message in pipes.read_datagrams(sock, reassembler):
+            messages: list[ipc.Message] = []
+            pipes.read_datagrams(sock, reassembler, messages.append)
+            for message in messages:
                 index = pending.pop(message.fd, None)
                 if index is None:
                     discard_payload(message.data, message.ext_flags)  # late result of a timed-out task
@@ -302,7 +304,7 @@ class TaskClient:
         note = ipc.Message(EventType.PIPE_MESSAGE, 0, server.worker_id, ext_flags=flags, data=payload)
         datagrams = ipc.encode(note, ipc.next_msg_id())
         worker = server._worker
-        sent = worker.writer_for(sock).write(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
+        sent = worker.writer_for(sock).write_all(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
         if sent:
             return True
         discard_payload(payload, flags)

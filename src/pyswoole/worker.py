@@ -42,6 +42,7 @@ _BUSY = int(WorkerStatus.BUSY)
 _IDLE = int(WorkerStatus.IDLE)
 _REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_BYTES, Slot.STATUS
 _DISPATCH = Slot.DISPATCH
+_RECV_DONE_BYTES, _CLOSED = Conn.RECV_DONE_BYTES, Conn.CLOSED
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _now = time.time
 ACCEPT_BATCH = 64
@@ -111,7 +112,9 @@ class EventWorker:
         self._writers: dict[int, pipes.PipeWriter] = {}
         self._reassembler = ipc.Reassembler()
         self._on_message = {
-            EventType.RECV_DATA: self._recv_data, EventType.RECV_DGRAM: self._recv_datagram,
+            EventType.RECV_DATA: lambda message: self._recv_data(message.fd, message.reactor_id, message.server_fd,
+                                                                 message.time, message.data),
+            EventType.RECV_DGRAM: self._recv_datagram,
             EventType.CONNECT: self._connect_event, EventType.CLOSE: self._close_event,
             EventType.BUFFER_FULL: self._buffer_event, EventType.BUFFER_EMPTY: self._buffer_event,
             EventType.SEND_DATA: self._forwarded_send, EventType.CLOSE_FORWARD: self._forwarded_close,
@@ -445,13 +448,18 @@ class EventWorker:
             self.packet(handlers, data, host, remote_port)
 
     def _read_pipe(self, sock: socket.socket) -> None:
-        on_message = self._on_message
-        for message in pipes.read_datagrams(sock, self._reassembler):
-            handler = on_message.get(message.type)
-            if handler is None:
-                logger.warning("unexpected message type %d on worker pipe", message.type)
-            else:
-                handler(message)
+        pipes.read_datagrams(sock, self._reassembler, self._handle, EventType.RECV_DATA, self._recv_data,
+                             stopped=self._is_stopping)
+
+    def _is_stopping(self) -> bool:
+        return self.stopping
+
+    def _handle(self, message: ipc.Message) -> None:
+        handler = self._on_message.get(message.type)
+        if handler is None:
+            logger.warning("unexpected message type %d on worker pipe", message.type)
+        else:
+            handler(message)
 
     # BASE mode: requests other processes forward for this worker's sessions ------------------------------
 
@@ -481,15 +489,20 @@ class EventWorker:
 
     # PROCESS mode: events from the reactor threads -------------------------------------------------------
 
-    def _recv_data(self, message: ipc.Message) -> None:
+    def _recv_data(self, session_id: int, reactor_id: int, server_fd: int, time: float, data: bytes) -> None:
+        """A package from a reactor thread: PROCESS mode's hot path, called without a Message."""
         table = self.shared.connections
-        base = table.find(message.fd)
+        base = table.find(session_id)
         if base >= 0:
-            table.q[base + Conn.RECV_DONE_BYTES] += len(message.data)
-            if table.q[base + Conn.CLOSED]:
+            q = table.q
+            q[base + _RECV_DONE_BYTES] += len(data)
+            if q[base + _CLOSED]:
                 return  # closed by the server: what the client sent meanwhile is dropped, as in Swoole
-        self.count_dispatch(0)
-        self.receive(self.handlers[message.server_fd], message.fd, message.reactor_id, message.data)
+        counters = self.counters
+        counters.values[_DISPATCH] += 1
+        if not counters.pending:
+            counters.moved()
+        self.receive(self.handlers[server_fd], session_id, reactor_id, data)
 
     def _recv_datagram(self, message: ipc.Message) -> None:
         try:

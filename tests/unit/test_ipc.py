@@ -22,6 +22,7 @@ from pyswoole.ipc import (
     Message,
     Reassembler,
     encode,
+    pack,
 )
 
 
@@ -292,6 +293,74 @@ def test_any_payload_round_trips_through_encode_and_feed(
     assert feed_all(Reassembler(), datagrams) == [message]
 
 
+class Collector:
+    """The two outlets of ``Reassembler.feed_batch``, recording what arrives in one list, in order."""
+
+    def __init__(self) -> None:
+        self.received: list[object] = []
+
+    def message(self, message: Message) -> None:
+        self.received.append(message)
+
+    def hot(self, fd: int, reactor_id: int, server_fd: int, time: float, data: bytes) -> None:
+        self.received.append(("hot", fd, reactor_id, server_fd, time, data))
+
+    def feed(self, reassembler: Reassembler, datagram: bytes, hot_type: int = EventType.RECV_DATA) -> None:
+        reassembler.feed_batch(datagram, self.message, hot_type, self.hot)
+
+
+def test_pack_is_encode_of_a_small_message_with_msg_id_0() -> None:
+    message = Message(EventType.SEND_DATA, fd=77, reactor_id=-1, server_fd=5, time=2.5, data=b"xyz")
+
+    assert pack(EventType.SEND_DATA, 77, -1, 5, 2.5, b"xyz") == encode(message, msg_id=0)[0]
+
+
+def test_a_batch_hands_on_every_message_in_order_the_hot_type_without_a_message_object() -> None:
+    close = Message(EventType.CLOSE, fd=3, reactor_id=1, server_fd=4, ext_flags=1)
+    batch = (pack(EventType.RECV_DATA, 1, 0, 4, 1.5, b"first") + encode(close, msg_id=0)[0]
+             + pack(EventType.RECV_DATA, 2, 1, 4, 2.5, b"") + pack(EventType.RECV_DATA, 3, 0, 4, 3.5, b"third"))
+    collector = Collector()
+
+    collector.feed(Reassembler(), batch)
+
+    assert collector.received == [
+        ("hot", 1, 0, 4, 1.5, b"first"), close, ("hot", 2, 1, 4, 2.5, b""), ("hot", 3, 0, 4, 3.5, b"third"),
+    ]
+
+
+def test_without_a_hot_type_a_batch_gives_messages_only() -> None:
+    collector = Collector()
+
+    collector.feed(Reassembler(), pack(EventType.RECV_DATA, 1, 0, 4, 1.5, b"a") * 2, hot_type=-1)
+
+    assert collector.received == [Message(EventType.RECV_DATA, 1, 0, 4, 0, 1.5, b"a")] * 2
+
+
+def test_chunks_fed_as_batches_reassemble() -> None:
+    data = random.Random(7).randbytes(1000)
+    collector = Collector()
+    reassembler = Reassembler()
+
+    for datagram in encode(Message(EventType.RECV_DATA, fd=9, data=data), msg_id=5, max_datagram=300):
+        collector.feed(reassembler, datagram)
+
+    assert collector.received == [Message(EventType.RECV_DATA, fd=9, data=data)]
+
+
+@pytest.mark.parametrize(("tail", "error"), [
+    (b"short", "trailing bytes"),
+    (pack(EventType.RECV_DATA, 2, 0, 4, 0.0, b"cut short")[:-1], "announces 9 bytes"),
+    (HEADER.pack(0, 1, 0, 0, EventType.RECV_DATA, FLAG_CHUNK | FLAG_BEGIN, 0, 0, 0, 0.0), "inside a batch"),
+])
+def test_a_bad_message_in_a_batch_raises_after_the_good_ones_before_it(tail: bytes, error: str) -> None:
+    collector = Collector()
+
+    with pytest.raises(IpcError, match=error):
+        collector.feed(Reassembler(), pack(EventType.RECV_DATA, 1, 0, 4, 0.0, b"good") + tail)
+
+    assert collector.received == [("hot", 1, 0, 4, 0.0, b"good")]
+
+
 def datagram_with_header(msg_id: int, length: int, flags: int, payload: bytes) -> bytes:
     return HEADER.pack(0, msg_id, length, 0, EventType.RECV_DATA, flags, 0, 0, 0, 0.0) + payload
 
@@ -317,3 +386,14 @@ def test_arbitrary_datagrams_raise_nothing_but_ipc_error(datagrams: list[bytes])
             continue
         assert result is None or isinstance(result, Message)
         assert reassembler.pending <= 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=120), header_like_datagrams), min_size=1, max_size=6))
+def test_arbitrary_batches_raise_nothing_but_ipc_error(parts: list[bytes]) -> None:
+    collector = Collector()
+    try:
+        collector.feed(Reassembler(max_message=48, max_pending=2), b"".join(parts))
+    except IpcError:
+        pass
+    assert all(isinstance(item, (Message, tuple)) for item in collector.received)
