@@ -170,7 +170,7 @@ class ProcessFactory(_Factory):
         worker = self.server._worker
         if worker is not None and len(data) <= ipc.MAX_PAYLOAD:
             # A worker's send, the per-package path: one datagram, packed without a Message.
-            writer = worker.writer_for(self._reactor_pipe(session_id, reactor_id))
+            writer = worker.reactor_writers[self._pipe_index(session_id, reactor_id)]
             datagram = ipc.pack(_SEND_DATA, session_id, worker.worker_id, 0, 0.0, data)
             return 0 if writer.write(datagram) else ErrorCode.SEND_TO_WORKER_TIMEOUT
         return self.to_reactor(session_id, reactor_id, ipc.Message(EventType.SEND_DATA, session_id, data=data))
@@ -193,12 +193,11 @@ class ProcessFactory(_Factory):
             reactor = master.reactors[reactor_id]
             reactor.call(reactor.handle, message)
             return 0
-        return self._write(self._reactor_pipe(session_id, reactor_id), message)
+        return self._write(server._pipes.worker_ends[self._pipe_index(session_id, reactor_id)], message)  # type: ignore[union-attr]
 
-    def _reactor_pipe(self, session_id: int, reactor_id: int) -> socket.socket:
+    def _pipe_index(self, session_id: int, reactor_id: int) -> int:
         """The pipe that the session's reactor thread reads."""
-        index = reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
-        return self.server._pipes.worker_ends[index]  # type: ignore[union-attr]
+        return reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
 
     def close(self, session_id: int, reset: bool) -> int:
         base = self.table.find(session_id)

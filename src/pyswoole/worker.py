@@ -110,6 +110,7 @@ class EventWorker:
         self._own_sockets: list[socket.socket] = []
         self._reader_fds: list[int] = []  # UDP ports and TLS listeners, read by hand
         self._writers: dict[int, pipes.PipeWriter] = {}
+        self.reactor_writers: list[pipes.PipeWriter] = []
         self._reassembler = ipc.Reassembler()
         self._on_message = {
             EventType.RECV_DATA: lambda message: self._recv_data(message.fd, message.reactor_id, message.server_fd,
@@ -176,6 +177,10 @@ class EventWorker:
         if server._pipes is not None:
             worker_end = server._pipes.worker_ends[self.worker_id]
             loop.add_reader(worker_end.fileno(), self._read_pipe, worker_end)
+            if self.process_mode:
+                # The pipes the reactor threads read, by index (factory.ProcessFactory.send).
+                reactor_pipes = server._pipes.worker_ends[:server.setting["worker_num"]]
+                self.reactor_writers = [self.writer_for(end) for end in reactor_pipes]
         self._install_signals()
         self._housekeeping()
         interval = server.setting["heartbeat_check_interval"]
