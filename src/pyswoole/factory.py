@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _SEND_DATA = int(EventType.SEND_DATA)
+# Plain ints for send(), the per-package path.
+_CONN_SIZE, _SESSION_ID, _REACTOR_ID = Conn.SIZE, Conn.SESSION_ID, Conn.REACTOR_ID
+_CLOSED, _PEER_CLOSED, _OVERFLOW = Conn.CLOSED, Conn.PEER_CLOSED, Conn.OVERFLOW
 
 
 class _Factory:
@@ -157,23 +160,30 @@ class ProcessFactory(_Factory):
         return base, 0
 
     def send(self, session_id: int, data: bytes) -> int:
-        base, code = self._writable_record(session_id)
-        if code:
-            return code
-        q = self.table.q
-        if len(data) > self.output_limit:
-            logger.warning("send: %d bytes exceed buffer_output_size %d", len(data), self.output_limit)
-            return ErrorCode.DATA_LENGTH_TOO_LARGE
-        if q[base + Conn.OVERFLOW]:
-            return ErrorCode.OUTPUT_BUFFER_OVERFLOW
-        reactor_id = q[base + Conn.REACTOR_ID]
+        table = self.table
+        q = table.q
+        base = (session_id % table.size) * _CONN_SIZE  # table.find, inlined: this is the per-package path
+        if session_id <= 0 or q[base + _SESSION_ID] != session_id or q[base + _CLOSED] \
+                or q[base + _PEER_CLOSED] or q[base + _OVERFLOW] or len(data) > self.output_limit:
+            return self._refusal(session_id, len(data))
+        reactor_id = q[base + _REACTOR_ID]
         worker = self.server._worker
         if worker is not None and len(data) <= ipc.MAX_PAYLOAD:
-            # A worker's send, the per-package path: one datagram, packed without a Message.
-            writer = worker.reactor_writers[self._pipe_index(session_id, reactor_id)]
+            # A worker's send: one datagram, packed without a Message.
+            writer = worker.reactor_writers[reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num]
             datagram = ipc.pack(_SEND_DATA, session_id, worker.worker_id, 0, 0.0, data)
             return 0 if writer.write(datagram) else ErrorCode.SEND_TO_WORKER_TIMEOUT
         return self.to_reactor(session_id, reactor_id, ipc.Message(EventType.SEND_DATA, session_id, data=data))
+
+    def _refusal(self, session_id: int, size: int) -> int:
+        """Why send() refuses: the session is gone or closing, its buffer overflows, or the data is too big."""
+        base, code = self._writable_record(session_id)
+        if code:
+            return code
+        if size > self.output_limit:
+            logger.warning("send: %d bytes exceed buffer_output_size %d", size, self.output_limit)
+            return ErrorCode.DATA_LENGTH_TOO_LARGE
+        return ErrorCode.OUTPUT_BUFFER_OVERFLOW
 
     def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
         """The owning reactor sends the file (from the master's side of the socket)."""
@@ -193,11 +203,8 @@ class ProcessFactory(_Factory):
             reactor = master.reactors[reactor_id]
             reactor.call(reactor.handle, message)
             return 0
-        return self._write(server._pipes.worker_ends[self._pipe_index(session_id, reactor_id)], message)  # type: ignore[union-attr]
-
-    def _pipe_index(self, session_id: int, reactor_id: int) -> int:
-        """The pipe that the session's reactor thread reads."""
-        return reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
+        index = reactor_id + (session_id % self.reactor_pipe_num) * self.reactor_num
+        return self._write(server._pipes.worker_ends[index], message)  # type: ignore[union-attr]
 
     def close(self, session_id: int, reset: bool) -> int:
         base = self.table.find(session_id)

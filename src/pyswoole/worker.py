@@ -42,7 +42,7 @@ _BUSY = int(WorkerStatus.BUSY)
 _IDLE = int(WorkerStatus.IDLE)
 _REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_BYTES, Slot.STATUS
 _DISPATCH = Slot.DISPATCH
-_RECV_DONE_BYTES, _CLOSED = Conn.RECV_DONE_BYTES, Conn.CLOSED
+_CONN_SIZE, _SESSION_ID, _RECV_DONE_BYTES, _CLOSED = Conn.SIZE, Conn.SESSION_ID, Conn.RECV_DONE_BYTES, Conn.CLOSED
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _now = time.time
 ACCEPT_BATCH = 64
@@ -497,9 +497,9 @@ class EventWorker:
     def _recv_data(self, session_id: int, reactor_id: int, server_fd: int, time: float, data: bytes) -> None:
         """A package from a reactor thread: PROCESS mode's hot path, called without a Message."""
         table = self.shared.connections
-        base = table.find(session_id)
-        if base >= 0:
-            q = table.q
+        q = table.q
+        base = (session_id % table.size) * _CONN_SIZE  # table.find, inlined
+        if q[base + _SESSION_ID] == session_id > 0:
             q[base + _RECV_DONE_BYTES] += len(data)
             if q[base + _CLOSED]:
                 return  # closed by the server: what the client sent meanwhile is dropped, as in Swoole
