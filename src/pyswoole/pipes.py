@@ -89,9 +89,10 @@ def send_blocking(sock: socket.socket, datagrams: list[bytes]) -> bool:
 class PipeWriter:
     """Non-blocking, batching writes to one pipe end from an event loop, with a bounded overflow queue."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, eager: bool = True) -> None:
         self._loop = loop
         self._sock = sock
+        self._eager = eager
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._batch = bytearray()
@@ -102,12 +103,13 @@ class PipeWriter:
         """Send one datagram, batched with the other small ones of this loop pass; False if it had to be
         dropped (the reader is far behind).
 
-        The first message of a loop pass leaves at once, so the reader can start on it; the ones after it
-        leave together, at the end of the pass or every ``MAX_BATCH`` messages."""
+        The messages of a loop pass leave together, at the end of the pass or every ``MAX_BATCH`` messages;
+        an ``eager`` writer sends the first one at once, so that the reader can start on it."""
         if not self._in_pass:
             self._in_pass = True
             self._loop.call_soon(self._end_pass)
-            return self._send((datagram,))
+            if self._eager:
+                return self._send((datagram,))
         batch = self._batch
         if len(batch) + len(datagram) > ipc.MAX_DATAGRAM:
             self._flush_batch()
