@@ -365,6 +365,8 @@ def expired_connections(connections: Iterable[Connection], now: float) -> list[C
 THROTTLE_FIRST, THROTTLE_LAST = 0.001, 1.024  # max_queued_bytes: Swoole's back-off, in seconds
 # Plain ints for the per-package path: an attribute of a class or an enum costs more to read.
 _RECV_DATA, _SEND_DATA = int(EventType.RECV_DATA), int(EventType.SEND_DATA)
+_MAX_PAYLOAD = ipc.MAX_PAYLOAD
+pack = ipc.pack
 _DISPATCH, _RECV_BYTES = Slot.DISPATCH, Slot.RECV_BYTES
 _LAST_RECV_TIME, _LAST_SEND_TIME = Conn.LAST_RECV_TIME, Conn.LAST_SEND_TIME
 _LAST_DISPATCH_TIME, _RECV_QUEUED_BYTES, _SEND_QUEUED_BYTES = (
@@ -374,15 +376,21 @@ _LAST_DISPATCH_TIME, _RECV_QUEUED_BYTES, _SEND_QUEUED_BYTES = (
 class ReactorConnection(Connection):
     """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
 
-    __slots__ = ("base", "table_d", "counters", "full", "close_force", "throttled")
+    __slots__ = ("base", "table_d", "table_q", "counters", "full", "close_force", "throttled", "server_fd",
+                 "worker_writer")
 
     def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
                  base: int) -> None:
         super().__init__(reactor, port, handlers, reactor.reactor_id)
         self.session_id = session_id
         self.base = base
-        self.table_d = reactor.table.d
+        self.table_d = reactor.table_d
+        self.table_q = reactor.table_q
+        self.server_fd = port.fileno
         self.counters = reactor.counters
+        # The pipe of the worker that gets every package of this connection, when nothing has to be decided
+        # per package (raw packages, dispatch_mode 2, no max_queued_bytes): data_received sends them itself.
+        self.worker_writer: PipeWriter | None = None
         self.full = False  # above the high watermark: BufferFull was sent
         self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
         self.throttled = False  # max_queued_bytes: reading stopped until its worker catches up
@@ -393,11 +401,24 @@ class ReactorConnection(Connection):
             return
         now = _now()
         self.last_recv_time = now
-        self.table_d[self.base + _LAST_RECV_TIME] = now
+        base = self.base
+        table_d = self.table_d
+        table_d[base + _LAST_RECV_TIME] = now
         counters = self.counters
-        counters.values[_RECV_BYTES] += len(data)
+        counts = counters.values
+        counts[_RECV_BYTES] += len(data)
         if not counters.pending:
             counters.moved()
+        writer = self.worker_writer
+        if writer is not None and len(data) <= _MAX_PAYLOAD:
+            # ReactorThread.dispatch, inlined for the commonest case: the per-package path of PROCESS mode.
+            table_d[base + _LAST_DISPATCH_TIME] = now
+            self.table_q[base + _RECV_QUEUED_BYTES] += len(data)
+            counts[_DISPATCH] += 1
+            if not writer.write(pack(_RECV_DATA, self.session_id, self.reactor_id, self.server_fd, now, data)):
+                reactor = self.reactor
+                reactor.dropped(self.socket_fd % reactor.worker_num, _RECV_DATA, self.session_id)  # type: ignore[attr-defined]
+            return
         if self.framer is None:
             self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
             return
@@ -500,6 +521,8 @@ class ReactorThread:
         self.connections[conn.session_id] = conn
         conn.transport.set_write_buffer_limits(high=self.high_watermark, low=self.low_watermark)  # type: ignore[union-attr]
         conn.writable = True
+        if self._fd_modulo and conn.framer is None and not self.max_queued_bytes:
+            conn.worker_writer = self._writers[conn.socket_fd % self.worker_num]
         if self._closing:
             conn.shut(reset=False)
             return
@@ -529,7 +552,7 @@ class ReactorThread:
         if len(data) <= ipc.MAX_PAYLOAD:
             datagram = ipc.pack(_RECV_DATA, conn.session_id, self.reactor_id, conn.port.fileno, now, data)
             if not self._writers[worker_id].write(datagram):
-                self._dropped(worker_id, _RECV_DATA, conn.session_id)
+                self.dropped(worker_id, _RECV_DATA, conn.session_id)
         else:
             self._to_worker(worker_id, ipc.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
                                                    conn.port.fileno, 0, now, data))
@@ -638,9 +661,9 @@ class ReactorThread:
 
     def _to_worker(self, worker_id: int, message: ipc.Message) -> None:
         if not self._writers[worker_id].write_all(ipc.encode(message, self._msg_ids())):
-            self._dropped(worker_id, message.type, message.fd)
+            self.dropped(worker_id, message.type, message.fd)
 
-    def _dropped(self, worker_id: int, event_type: int, session_id: int) -> None:
+    def dropped(self, worker_id: int, event_type: int, session_id: int) -> None:
         logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id, event_type,
                        session_id)
 
