@@ -179,10 +179,8 @@ class EventWorker:
             loop.add_reader(worker_end.fileno(), self._read_pipe, worker_end)
             if self.process_mode:
                 # The pipes the reactor threads read, by index (factory.ProcessFactory.send).
-                # Not eager: a worker's pass is short, so holding its first reply until the end of the pass costs
-                # the client little, and the reactor thread reads one datagram less.
                 reactor_pipes = server._pipes.worker_ends[:server.setting["worker_num"]]
-                self.reactor_writers = [self.writer_for(end, eager=False) for end in reactor_pipes]
+                self.reactor_writers = [self.writer_for(end) for end in reactor_pipes]
         self._install_signals()
         self._housekeeping()
         interval = server.setting["heartbeat_check_interval"]
@@ -648,11 +646,11 @@ class EventWorker:
         for writer in self._writers.values():
             writer.flush()
 
-    def writer_for(self, sock: socket.socket, eager: bool = True) -> pipes.PipeWriter:
-        """The non-blocking writer of this worker's loop for one pipe end (made ``eager`` or not at first use)."""
+    def writer_for(self, sock: socket.socket) -> pipes.PipeWriter:
+        """The non-blocking writer of this worker's loop for one pipe end."""
         writer = self._writers.get(sock.fileno())
         if writer is None:
-            writer = self._writers[sock.fileno()] = pipes.PipeWriter(self.loop, sock, eager)  # type: ignore[arg-type]
+            writer = self._writers[sock.fileno()] = pipes.PipeWriter(self.loop, sock)  # type: ignore[arg-type]
         return writer
 
     @property
