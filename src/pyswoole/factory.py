@@ -233,14 +233,19 @@ class ProcessFactory(_Factory):
 
     # Queries: every session of the server, from the shared connection table ------------------------------
 
-    def exist(self, session_id: int) -> bool:
+    def _ready_record(self, session_id: int) -> int:
+        """The record of a session that queries may show (its TLS handshake is over), or -1."""
         base = self.table.find(session_id)
+        return base if base >= 0 and self.table.q[base + Conn.READY] else -1
+
+    def exist(self, session_id: int) -> bool:
+        base = self._ready_record(session_id)
         q = self.table.q
         return base >= 0 and not q[base + Conn.CLOSED] and not q[base + Conn.PEER_CLOSED]
 
     def client_info(self, session_id: int) -> dict[str, Any] | None:
         table = self.table
-        base = table.find(session_id)
+        base = self._ready_record(session_id)
         if base < 0:
             return None
         q, d = table.q, table.d
@@ -277,7 +282,7 @@ class ProcessFactory(_Factory):
         idle = []
         for base in range(0, self.table.size * Conn.SIZE, Conn.SIZE):
             session_id = q[base + Conn.SESSION_ID]
-            if not session_id or q[base + Conn.CLOSED] or q[base + Conn.PEER_CLOSED]:
+            if not session_id or not q[base + Conn.READY] or q[base + Conn.CLOSED] or q[base + Conn.PEER_CLOSED]:
                 continue
             port = self.ports.get(q[base + Conn.SERVER_FD])
             idle_time = port.protocol["heartbeat_idle_time"] if port is not None else 0
@@ -290,8 +295,8 @@ class ProcessFactory(_Factory):
         live = []
         for base in range(0, self.table.size * Conn.SIZE, Conn.SIZE):
             session_id = q[base + Conn.SESSION_ID]
-            if session_id and not q[base + Conn.CLOSED] and not q[base + Conn.PEER_CLOSED] \
-                    and q[base + Conn.SOCKET_FD]:
+            if session_id and q[base + Conn.READY] and not q[base + Conn.CLOSED] \
+                    and not q[base + Conn.PEER_CLOSED]:
                 live.append((q[base + Conn.SOCKET_FD], session_id))
         return live
 

@@ -519,6 +519,7 @@ class ReactorThread:
     def on_connect(self, conn: Connection) -> None:
         assert isinstance(conn, ReactorConnection)
         self.connections[conn.session_id] = conn
+        self.table_q[conn.base + Conn.READY] = 1
         conn.transport.set_write_buffer_limits(high=self.high_watermark, low=self.low_watermark)  # type: ignore[union-attr]
         conn.writable = True
         if self._fd_modulo and conn.framer is None and not self.max_queued_bytes:

@@ -92,7 +92,8 @@ class Conn:
     REMOTE_FAMILY = 17
     REMOTE_ADDRESS = 18  # 16 bytes: two int64 fields
     RECV_DONE_BYTES = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
-    SIZE = 21
+    READY = 21  # established (on a TLS port: handshake over); before that the record only holds its session id
+    SIZE = 22
 
 
 HOT_FIELDS = (Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES)
