@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness
@@ -55,6 +55,7 @@ class ServerConfig:
     args: tuple[str, ...]
     baseline: str | None = None
     target: float | None = None
+    source: Path | None = None  # a pyswoole source tree to run instead of the working tree's (--against)
 
 
 # Rows in display order. A candidate may be added by one line; its baseline must be listed.
@@ -233,8 +234,12 @@ class ServerProcess(harness.ProcessGroup):
     """A server script running in its own process group, on its own port."""
 
     def __init__(self, config: ServerConfig, port: int) -> None:
+        env = None
+        if config.source is not None:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source),
+                                                                             os.environ.get("PYTHONPATH")]))}
         super().__init__([sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
-                         log_prefix="pyswoole-bench-")
+                         log_prefix="pyswoole-bench-", env=env)
         self.config = config
         self.port = port
 
@@ -329,6 +334,31 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
 METRIC = harness.Metric(rate="rps", rate_label="rps", cpu="server_cpu")
 
 
+def export_revision(revision: str) -> Path:
+    """``src/`` of a git revision, exported under build/bench/ (once per commit); the tree to put on PYTHONPATH."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=REPO_ROOT,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    tree = BUILD_DIR / f"rev-{commit[:12]}"
+    if not (tree / "src" / "pyswoole").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "src"], cwd=REPO_ROOT, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree / "src"
+
+
+def with_revision_twins(configs: list[ServerConfig], revision: str, only: list[str] | None) -> list[ServerConfig]:
+    """Each pyswoole row the user asked for, followed by its twin on ``revision``, measured against it."""
+    source = export_revision(revision)
+    twinned = []
+    for config in configs:
+        twinned.append(config)
+        asked = not only or any(pattern.lower() in config.name.lower() for pattern in only)
+        if config.script == "pyswoole_echo.py" and asked:
+            twinned.append(replace(config, name=f"{config.name} @ {revision}", baseline=config.name, target=None,
+                                   source=source))
+    return twinned
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = harness.argument_parser(__doc__, duration=5, duration_help="seconds of load per run (whole seconds)",
                                      warmup_help="seconds of unmeasured load before each run (0: none)")
@@ -336,6 +366,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=harness.positive_int, default=64, help="message size in bytes")
     parser.add_argument("--only", action="append", metavar="TEXT",
                         help="run only rows whose name contains TEXT (repeatable), plus their baselines")
+    parser.add_argument("--against", metavar="REV",
+                        help="also run every pyswoole row on git revision REV's src/, as 'ROW @ REV', divided by "
+                             "ROW (below 1.00x: REV is slower than the working tree)")
     harness.add_output_arguments(
         parser, aa_help="also run each baseline against itself (A/A), to see the noise floor of the ratio")
     args = harness.parse_args(parser, argv)
@@ -363,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     if not configs:
         print(f"echo_bench: no row matches --only {args.only}", file=sys.stderr)
         return 2
+    if args.against:
+        try:
+            configs = with_revision_twins(configs, args.against, args.only)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"echo_bench: cannot export revision {args.against}: {exc}", file=sys.stderr)
+            return 2
     load = LoadSettings(args.conns, args.size, args.duration, args.warmup)
     plan = list(harness.schedule(configs, args.repeat))
     print(f"echo_bench: {len(plan)} runs of {load.warmup} s warmup + {load.duration} s, "

@@ -98,11 +98,11 @@ def signals_deferred() -> Iterator[None]:
 class ProcessGroup:
     """A script running in its own process group (a new session), its output in a temporary file."""
 
-    def __init__(self, command: list[str], log_prefix: str) -> None:
+    def __init__(self, command: list[str], log_prefix: str, env: dict[str, str] | None = None) -> None:
         self.log = tempfile.TemporaryFile(mode="w+", prefix=log_prefix)
         # A new session, so that one killpg reaches every worker, and a terminal's ^C reaches
         # only the harness, which then stops the runs in order.
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log,
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, env=env,
                                      stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
         self.pgid = self.proc.pid
 
