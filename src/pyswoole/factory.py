@@ -145,6 +145,7 @@ class ProcessFactory(_Factory):
         self.output_limit: int = setting["buffer_output_size"]
         self.dispatcher = Dispatcher(setting, server._shared, server)  # type: ignore[arg-type]
         self.table = server._shared.connections  # type: ignore[union-attr]
+        self.table_q, self.table_slots = self.table.q, self.table.size
         self.ports = {port.fileno: port for port in server.ports}
 
     def _writable_record(self, session_id: int) -> tuple[int, int]:
@@ -160,9 +161,8 @@ class ProcessFactory(_Factory):
         return base, 0
 
     def send(self, session_id: int, data: bytes) -> int:
-        table = self.table
-        q = table.q
-        base = (session_id % table.size) * _CONN_SIZE  # table.find, inlined: this is the per-package path
+        q = self.table_q
+        base = (session_id % self.table_slots) * _CONN_SIZE  # table.find, inlined: this is the per-package path
         if session_id <= 0 or q[base + _SESSION_ID] != session_id or q[base + _CLOSED] \
                 or q[base + _PEER_CLOSED] or q[base + _OVERFLOW] or len(data) > self.output_limit:
             return self._refusal(session_id, len(data))

@@ -31,6 +31,7 @@ BLOCKING_TIMEOUT = 5.0
 # 32 about the same as 16, 3 0.87x, unbounded 0.83x (the clients then move in lock-step, as one wave).
 MAX_BATCH = 16
 _NO_SIZE = bytes(4)  # FIONREAD's int, when nothing is queued
+_MAX_DATAGRAM = ipc.MAX_DATAGRAM
 
 
 def _pipe() -> tuple[socket.socket, socket.socket]:
@@ -110,7 +111,7 @@ class PipeWriter:
             self._in_pass = True
             self._loop.call_soon(self._end_pass)
         batch = self._batch
-        if len(batch) + len(datagram) > ipc.MAX_DATAGRAM:
+        if len(batch) + len(datagram) > _MAX_DATAGRAM:
             self._flush_batch()
             return self._send((datagram,))
         batch += datagram

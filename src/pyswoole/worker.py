@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 _BUSY = int(WorkerStatus.BUSY)
 _IDLE = int(WorkerStatus.IDLE)
 _REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_BYTES, Slot.STATUS
-_DISPATCH = Slot.DISPATCH
+_DISPATCH, _RESPONSE, _SEND_BYTES = Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
 _CONN_SIZE, _SESSION_ID, _RECV_DONE_BYTES, _CLOSED = Conn.SIZE, Conn.SESSION_ID, Conn.RECV_DONE_BYTES, Conn.CLOSED
 _NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
 _now = time.time
@@ -99,6 +99,9 @@ class EventWorker:
         self.shared = server._shared
         self.slot = self.shared.slot(worker_id)
         self.process_mode = server.mode == Mode.PROCESS
+        table = self.shared.connections  # PROCESS mode's shared connection table
+        self._conn_q = table.q if table is not None else None
+        self._conn_slots = table.size if table is not None else 0
         self.connections: dict[int, Connection] = {}  # BASE mode: the sessions this worker owns
         self.closing_sessions: set[int] = set()  # PROCESS mode: sessions whose Close callback is running
         primary = server.ports[0]
@@ -310,8 +313,9 @@ class EventWorker:
 
     def count_send(self, size: int) -> None:
         counters = self.counters
-        counters.values[Slot.RESPONSE] += 1
-        counters.values[Slot.SEND_BYTES] += size
+        counts = counters.values
+        counts[_RESPONSE] += 1
+        counts[_SEND_BYTES] += size
         if not counters.pending:
             counters.moved()
 
@@ -496,9 +500,8 @@ class EventWorker:
 
     def _recv_data(self, session_id: int, reactor_id: int, server_fd: int, time: float, data: bytes) -> None:
         """A package from a reactor thread: PROCESS mode's hot path, called without a Message."""
-        table = self.shared.connections
-        q = table.q
-        base = (session_id % table.size) * _CONN_SIZE  # table.find, inlined
+        q = self._conn_q
+        base = (session_id % self._conn_slots) * _CONN_SIZE  # table.find, inlined
         if q[base + _SESSION_ID] == session_id > 0:
             q[base + _RECV_DONE_BYTES] += len(data)
             if q[base + _CLOSED]:
