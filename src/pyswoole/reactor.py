@@ -416,8 +416,8 @@ class ReactorConnection(Connection):
             self.table_q[base + _RECV_QUEUED_BYTES] += len(data)
             counts[_DISPATCH] += 1
             if not writer.write(pack(_RECV_DATA, self.session_id, self.reactor_id, self.server_fd, now, data)):
-                reactor = self.reactor
-                reactor.dropped(self.socket_fd % reactor.worker_num, _RECV_DATA, self.session_id)  # type: ignore[attr-defined]
+                reactor: Any = self.reactor
+                reactor.dropped(self.socket_fd % reactor.worker_num, _RECV_DATA, self.session_id)
             return
         if self.framer is None:
             self.reactor.dispatch(self, data, now)  # type: ignore[attr-defined]
@@ -678,13 +678,9 @@ class ReactorThread:
             if conn is not None and not conn.closed:
                 self.write(conn, data)  # behind a file, or over the high watermark
             return
-        # self.write, inlined: neither a file queue nor BufferFull to mind.
-        conn.last_send_time = now = _now()
-        transport = conn.transport
-        transport.write(data)  # type: ignore[union-attr]
-        base = conn.base
-        self.table_d[base + _LAST_SEND_TIME] = now
-        self.table_q[base + _SEND_QUEUED_BYTES] = transport.get_write_buffer_size()  # type: ignore[union-attr]
+        conn.last_send_time = _now()  # conn.write, inlined: no file queue to mind
+        conn.transport.write(data)  # type: ignore[union-attr]
+        self._written(conn)
 
     def handle(self, message: ipc.Message) -> None:
         """A request from a worker (or from user code in the master) about one of this reactor's sessions."""
@@ -717,13 +713,18 @@ class ReactorThread:
 
     def write(self, conn: ReactorConnection, data: bytes) -> None:
         conn.write(data)
+        self._written(conn)
+
+    def _written(self, conn: ReactorConnection) -> None:
+        """Publish a write: its time, the bytes still queued, and an overflow if the buffer is now past
+        socket_buffer_size (the write itself may have crossed the high watermark: pause_writing runs inside
+        transport.write)."""
         queued = conn.transport.get_write_buffer_size()  # type: ignore[union-attr]
         base = conn.base
-        table = self.table
-        table.d[base + _LAST_SEND_TIME] = conn.last_send_time
-        table.q[base + _SEND_QUEUED_BYTES] = queued
+        self.table_d[base + _LAST_SEND_TIME] = conn.last_send_time
+        self.table_q[base + _SEND_QUEUED_BYTES] = queued
         if conn.full and queued >= self.buffer_limit:
-            table.q[base + Conn.OVERFLOW] = 1
+            self.table_q[base + Conn.OVERFLOW] = 1
             logger.warning("output buffer of session %d overflows (%d bytes)", conn.session_id, self.buffer_limit)
 
     def _read_datagrams(self, port: Port) -> None:

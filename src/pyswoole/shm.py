@@ -184,6 +184,7 @@ class ConnectionTable:
     def release(self, session_id: int) -> None:
         base = self.base_of(session_id)
         if self.q[base + Conn.SESSION_ID] == session_id:
+            self.q[base + Conn.READY] = 0  # first: the next session in this record is not ready until opened
             self.q[base + Conn.SESSION_ID] = 0
 
 

@@ -653,7 +653,7 @@ class EventWorker:
         """The non-blocking writer of this worker's loop for one pipe end."""
         writer = self._writers.get(sock.fileno())
         if writer is None:
-            writer = self._writers[sock.fileno()] = pipes.PipeWriter(self.loop, sock)  # type: ignore[arg-type]
+            writer = self._writers[sock.fileno()] = pipes.PipeWriter(self.loop, sock, eager=True)  # type: ignore[arg-type]
         return writer
 
     @property

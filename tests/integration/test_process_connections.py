@@ -4,6 +4,7 @@ shared connection table that every worker reads (model §5.4)."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -123,25 +124,41 @@ def test_client_info_counts_the_bytes_waiting_for_a_slow_reader(start_server, co
     assert slow.recv_exactly(16 * 512 * 1024) == pattern(512 * 1024) * 16
 
 
-def test_an_overflowing_output_buffer_refuses_sends_with_1009_until_it_drains(start_server, connect):
-    server = start_process_server(start_server, worker_num=1, reactor_num=1, socket_buffer_size=2 * MIB)
+# Sends as big as the buffer, so that the one that crosses the high watermark (80 %) also passes the limit:
+# one that travels chunked (the reactor's general path), one that fits a datagram (its per-package path).
+@pytest.mark.parametrize("size", [MIB, 60_000])
+def test_an_overflowing_output_buffer_refuses_sends_with_1009_until_it_drains(start_server, connect, size):
+    server = start_process_server(start_server, worker_num=1, reactor_num=1, socket_buffer_size=size)
     slow, other = connect(server.port), connect(server.port)
     slow_fd = whoami(slow)["fd"]
-    send = f"[server.send({slow_fd}, b'z' * {MIB}), server.get_last_error()]"
+    queued = f"server.get_client_info({slow_fd})['send_queued_bytes']"
+    send = f"[{queued}, server.send({slow_fd}, b'z' * {size}), server.get_last_error()]"
 
     accepted = 0
-    for _ in range(40):  # the kernel takes a few MiB, the reactor 2 MiB more; then the connection overflows
-        sent, code = other.ask(send)
+    while accepted * size < 40 * MIB:  # the kernel takes a few MiB, the reactor one send more; then overflow
+        queued_before, sent, code = other.ask(send)
         if not sent:
             break
+        assert queued_before < size, f"send accepted with {queued_before} bytes already queued"
         accepted += 1
     else:
         raise AssertionError("40 MiB were accepted for a client that reads nothing")
     assert code == 1009
 
-    assert slow.recv_exactly(accepted * MIB) == b"z" * (accepted * MIB)  # nothing accepted was lost
-    wait_until(lambda: other.ask(send)[0], timeout=5, message="send() still refused after the buffer drained")
-    assert slow.recv_exactly(MIB) == b"z" * MIB
+    assert slow.recv_exactly(accepted * size) == b"z" * (accepted * size)  # nothing accepted was lost
+    wait_until(lambda: other.ask(send)[1], timeout=5, message="send() still refused after the buffer drained")
+    assert slow.recv_exactly(size) == b"z" * size
+
+
+def test_a_send_leaves_before_the_callback_that_made_it_blocks(start_server, connect):
+    server = start_process_server(start_server, worker_num=1, reactor_num=1)
+    client = connect(server.port)
+
+    client.send(b"ask [server.send(fd, b'early\\n'), __import__('time').sleep(3)]\n")
+    started = time.monotonic()
+    assert client.recv_line() == b"early\n"
+    assert time.monotonic() - started < 2, "the reply waited for the blocking call"
+    assert client.recv_json() == {"value": [True, None]}
 
 
 # Errors of send() ---------------------------------------------------------------------------------------

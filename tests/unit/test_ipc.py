@@ -396,4 +396,4 @@ def test_arbitrary_batches_raise_nothing_but_ipc_error(parts: list[bytes]) -> No
         collector.feed(Reassembler(max_message=48, max_pending=2), b"".join(parts))
     except IpcError:
         pass
-    assert all(isinstance(item, (Message, tuple)) for item in collector.received)
+    assert len(collector.received) <= len(b"".join(parts)) // HEADER_SIZE  # no message without its header
