@@ -352,8 +352,7 @@ def with_revision_twins(configs: list[ServerConfig], revision: str, only: list[s
     twinned = []
     for config in configs:
         twinned.append(config)
-        asked = not only or any(pattern.lower() in config.name.lower() for pattern in only)
-        if config.script == "pyswoole_echo.py" and asked:
+        if config.script == "pyswoole_echo.py" and harness.asked_for(config.name, only):
             twinned.append(replace(config, name=f"{config.name} @ {revision}", baseline=config.name, target=None,
                                    source=source))
     return twinned

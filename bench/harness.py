@@ -183,11 +183,15 @@ def check_configs(configs: Sequence[Row]) -> None:
             row = by_name[row.baseline]
 
 
+def asked_for(name: str, only: list[str] | None) -> bool:
+    """Whether --only names this row (no --only: every row)."""
+    return not only or any(pattern.lower() in name.lower() for pattern in only)
+
+
 def select_configs(configs: Sequence[R], only: list[str] | None, self_check: bool) -> list[R]:
     """The rows to run: those matching --only, plus the chain of baselines they are divided by."""
     by_name = {config.name: config for config in configs}
-    wanted = {config.name for config in configs
-              if not only or any(pattern.lower() in config.name.lower() for pattern in only)}
+    wanted = {config.name for config in configs if asked_for(config.name, only)}
     for name in list(wanted):
         while (baseline := by_name[name].baseline) is not None:
             name = baseline
