@@ -35,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from pyswoole.constants import ErrorCode  # noqa: E402
-from pyswoole.framing import LENGTH_FUNC_WINDOW, Framer, FramingError  # noqa: E402
-from pyswoole.framing import EofCheckFramer, EofSplitFramer, FuncFramer, LengthFramer  # noqa: E402
+from pyswoole.protocol.framing import LENGTH_FUNC_WINDOW, Framer, FramingError  # noqa: E402
+from pyswoole.protocol.framing import EofCheckFramer, EofSplitFramer, FuncFramer, LengthFramer  # noqa: E402
 from pyswoole.settings import PACKAGE_LENGTH_TYPES  # noqa: E402
 
 TOO_LARGE = ErrorCode.PACKAGE_LENGTH_TOO_LARGE

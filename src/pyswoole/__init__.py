@@ -3,7 +3,7 @@
 from .constants import ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
 from .port import Port
-from .process import Process
+from .runtime.process import Process
 from .server import Server
 
 SWOOLE_BASE = Mode.BASE

@@ -6,24 +6,24 @@ times, the socket options each accepted connection gets, and for an SSL port its
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
 import ssl
 import stat
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import settings as settings_module
 from .constants import INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
 from .errors import ServerError
-from .framing import Framer, framer_for
 from .log import logger
-from .tls import server_context
+from .protocol.framing import Framer, framer_for
+from .protocol.tls import server_context
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .runtime.context import Runtime
 
 PORT_EVENTS = ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty")
 
@@ -42,7 +42,8 @@ def _socket_family(base_type: SockType) -> int:
 
 
 class Port:
-    def __init__(self, server: Server, host: str, port: int, sock_type: int) -> None:
+    def __init__(self, rt: Runtime, host: str, port: int, sock_type: int) -> None:
+        """Bind at once, as the server's constructor does (``Server.add_listener`` makes ports)."""
         try:
             base_type = SockType(int(sock_type) & ~SSL_FLAG)
         except ValueError:
@@ -60,7 +61,7 @@ class Port:
         if self.ssl and base_type not in STREAM_TYPES:
             raise ServerError(f"failed to listen server port[{host}:{port}], Error: SSL over datagrams (DTLS) "
                               "is not supported", errno.EPROTONOSUPPORT)
-        self.server = server
+        self._rt = rt
         self.host = host
         self.sock_type = int(sock_type)
         self.base_type = base_type
@@ -102,7 +103,7 @@ class Port:
 
     def set(self, settings: dict[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Per-port settings (framing, heartbeat, buffers). Before start only."""
-        self.server._check_not_started("set")
+        self._rt.check_not_started("set")
         self.setting.update(settings_module.normalize({**(settings or {}), **kwargs}))
         self._configured = True
 
@@ -113,7 +114,7 @@ class Port:
             raise ValueError(f"unknown port event {event!r}; a port has {', '.join(PORT_EVENTS)}")
         if callback is None:
             return lambda fn: self.on(event, fn)
-        self.server._check_not_started("on")
+        self._rt.check_not_started("on")
         if not callable(callback):
             raise TypeError(f"callback for {event!r} must be callable, not {type(callback).__name__}")
         self.callbacks[name] = callback
@@ -129,7 +130,7 @@ class Port:
         """Fix the port's effective protocol settings. Swoole's rule: the primary port takes the server's
         settings; another port takes them all, unless its own ``set()`` was called, then none of them."""
         own = self.setting if self._configured and not is_primary else server_settings
-        effective = settings_module.resolve(own, self.server.mode)
+        effective = settings_module.resolve(own, self._rt.mode)
         self.protocol = {key: effective[key] for key in settings_module.PORT_KEYS if key in effective}
         if self.ssl:
             self.ssl_context = server_context(self.protocol, repr(self))

@@ -21,9 +21,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from .constants import LOG_LEVELS, Mode
-from .loop import EVENT_LOOPS
 
 _log = logging.getLogger("pyswoole")
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 _UINT16_MAX = 2**16 - 1
 _UINT32_MAX = 2**32 - 1

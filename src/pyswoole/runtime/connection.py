@@ -1,0 +1,355 @@
+"""The reactor side of one connection: an asyncio protocol that is also the connection's record.
+
+A ``Connection`` keeps the fields of Swoole's connection table (times, addresses, close state) and does the
+socket-side actions; its owner, the :class:`Reactor`, is told of connects and disconnects. What received bytes
+become is the business of the subclass each run mode defines (``data_received``): in BASE mode the event
+worker's, which calls the user's Receive without any hop.
+
+Close state, as in Swoole: ``closed`` flips once (the single Close callback is guarded by it), ``closing``
+is true while a server-initiated Close callback runs, and the socket is closed only after that callback.
+
+On a TLS port the transport runs the handshake first (``adopt``): ``connection_made``, hence Connect, only
+comes after it, and a failed handshake is only counted (``on_handshake_failed``). A connection is *ready*
+once its reactor has registered it (``on_connect``); one the reactor refuses (``admit``) never is, and has no
+Receive and no Close. Idle connections (heartbeat, max_idle_time) are closed by the reactor's
+``force_close``: the worker still runs Close with a reactor_id >= 0, and output still pending is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..log import NOTICE, logger
+from ..port import Port
+from ..protocol.framing import FramingError
+from ..protocol.sendfile import FileSender
+from ..protocol.tls import peer_certificate_pem
+
+_now = time.time
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class Reactor(Protocol):
+    """What a connection needs from the event loop's owner."""
+
+    def admit(self, conn: Connection) -> bool: ...  # False: refused (the reactor closed it and counted it)
+    def on_connect(self, conn: Connection) -> None: ...  # the connection is ready
+    def on_handshake_failed(self, conn: Connection) -> None: ...  # no worker ever heard of it
+    def on_disconnect(self, conn: Connection, exc: Exception | None) -> None: ...
+    def force_close(self, conn: Connection) -> None: ...  # heartbeat and max_idle_time
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "reactor", "port", "reactor_id", "session_id", "transport", "socket_fd", "remote_ip", "remote_port",
+        "connect_time", "last_recv_time", "last_send_time", "last_dispatch_time", "close_errno", "closed",
+        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer", "ready",
+        "idle_timer", "idle_queued", "file_queue", "file_sender", "close_queued", "held",
+    )
+
+    def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.handlers = handlers  # the port's callbacks, as the owning reactor resolved them
+        self.framer = port.new_framer()
+        self.reactor_id = reactor_id
+        self.session_id = 0
+        self.transport: asyncio.Transport | None = None
+        self.socket_fd = -1
+        self.remote_ip = ""
+        self.remote_port = 0
+        self.connect_time = 0.0
+        self.last_recv_time = 0.0
+        self.last_send_time = 0.0
+        self.last_dispatch_time = 0.0
+        self.close_errno = 0
+        self.closed = False
+        self.closing = False
+        self.peer_closed = False
+        self.uid = 0
+        self.paused = False
+        self.held: deque[bytes] | None = None  # read while paused, for the resume (see set_reading)
+        self.overflow = False  # the output buffer passed socket_buffer_size: send() fails until it drains
+        self.writable = False  # ready, open, not overflowing, no file being sent: what send()'s fast path checks
+        self.ready = False
+        self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
+        self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
+        # While a file is being sent, later output waits here in order: bytes, or (path, offset, length).
+        self.file_queue: deque[bytes | tuple[str, int, int]] | None = None
+        self.file_sender: FileSender | None = None
+        self.close_queued = False  # close once the file queue is through
+
+    # asyncio.Protocol ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.socket_fd = sock.fileno() if sock is not None else -1
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.remote_ip, self.remote_port = peer[0], peer[1]
+        elif peer:
+            self.remote_ip = peer
+        # As in Swoole, a client that never sends is idle since it connected.
+        self.connect_time = self.last_recv_time = _now()
+        if not self.reactor.admit(self):
+            return
+        if sock is not None:
+            self.port.configure_accepted(sock)
+        self.ready = True
+        max_idle_time = self.port.protocol["max_idle_time"]
+        if max_idle_time:
+            self.idle_timer = asyncio.get_running_loop().call_later(max_idle_time, self._check_idle)
+        self.reactor.on_connect(self)
+
+    def eof_received(self) -> bool:
+        return False  # a half-closed peer is a closed peer, as in Swoole
+
+    def split(self, data: bytes) -> list[bytes]:
+        """The packages a read completes. A framing error (oversized or malformed package) closes only this
+        connection, logged; the packages before the bad bytes are still delivered, as in Swoole."""
+        try:
+            return self.framer.feed(data)  # type: ignore[union-attr]
+        except FramingError as exc:
+            logger.warning("session %d from %s: %s [%d]; connection closed", self.session_id, self.remote_ip,
+                           exc, exc.code)
+            self.close_errno = exc.code
+            if self.transport is not None:
+                self.transport.close()
+            return exc.packages
+
+    def pause_writing(self) -> None:
+        self.overflow = True
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.overflow = False
+        self.writable = not self.closed and self.file_queue is None
+
+    def mark_closed(self, by_peer: bool) -> None:
+        self.closed = True
+        self.peer_closed = by_peer
+        self.writable = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.file_sender is not None:
+            self.file_sender.cancel()
+            self.file_sender = None
+        self.file_queue = None
+        if not self.ready:
+            return  # refused: the reactor has counted it already
+        if exc is not None:
+            self.close_errno = getattr(exc, "errno", 0) or 0
+        self.reactor.on_disconnect(self, exc)
+
+    # Actions -------------------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.last_send_time = _now()
+        if self.file_queue is None:
+            self.transport.write(data)  # type: ignore[union-attr]
+        else:
+            self.file_queue.append(data)
+
+    def send_file(self, path: str, offset: int, length: int) -> None:
+        """Queue ``length`` bytes of a file from ``offset`` behind the output sent so far. ``OSError`` if the
+        file cannot be opened now (a file queued behind another one is opened when its turn comes)."""
+        if self.file_queue is not None:
+            self.file_queue.append((path, offset, length))
+            return
+        self._send_file(path, offset, length)
+        self.file_queue = deque()
+        self.writable = False
+
+    def _send_file(self, path: str, offset: int, length: int) -> None:
+        self.file_sender = FileSender(asyncio.get_running_loop(), self.transport, path, offset, length,  # type: ignore[arg-type]
+                                      self._file_progress, self._file_done)
+
+    def _file_progress(self) -> None:
+        self.last_send_time = _now()
+
+    def _file_done(self, error: OSError | None) -> None:
+        self.file_sender = None
+        if error is not None:
+            logger.warning("sendfile to session %d failed: %s; connection closed", self.session_id, error)
+            self.file_queue = None
+            self.shut(reset=True)
+            return
+        queue = self.file_queue
+        while queue:
+            item = queue.popleft()
+            if type(item) is bytes:
+                self.transport.write(item)  # type: ignore[union-attr]
+                continue
+            try:
+                self._send_file(*item)  # type: ignore[misc]
+                return
+            except OSError as exc:
+                logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, item[0], exc)
+        self.file_queue = None
+        self.writable = not (self.closed or self.overflow)
+        if self.close_queued:
+            self.shut(reset=False)
+
+    def shut(self, reset: bool) -> None:
+        """Close the socket: after pending output is flushed, or at once with an RST when ``reset``."""
+        transport = self.transport
+        if transport is None or transport.is_closing() and not reset:
+            return
+        if self.file_queue is not None:
+            if not reset:
+                self.close_queued = True  # the files and what waits behind them go first
+                return
+            if self.file_sender is not None:
+                self.file_sender.cancel()
+                self.file_sender = None
+            self.file_queue = None
+        if reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family != socket.AF_UNIX:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+            transport.abort()
+        else:
+            transport.close()
+
+    def set_reading(self, reading: bool) -> None:
+        """pause()/resume(): stop or restart reading from the socket.
+
+        A pause holds even where the transport does not: uvloop starts reading right after
+        ``connection_made`` whatever the protocol asked there (enable_delay_receive pauses there). What it
+        delivers while paused is ``hold``-ed and handed on, in order, at the resume.
+        """
+        transport = self.transport
+        if transport is None or self.paused != reading:
+            return
+        self.paused = not reading
+        if not reading:
+            transport.pause_reading()
+        elif self.held is None:
+            transport.resume_reading()
+        else:
+            asyncio.get_running_loop().call_soon(self._release_held)
+
+    def hold(self, data: bytes) -> None:
+        """``data_received`` while paused: keep the bytes, and stop the transport for real (it reads now)."""
+        if self.held is None:
+            self.held = deque()
+        self.held.append(data)
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _release_held(self) -> None:
+        held = self.held
+        while held and not self.paused and not self.closed:
+            self.data_received(held.popleft())
+        if held:
+            return  # paused again, or closed
+        self.held = None
+        transport = self.transport
+        if not self.paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def heartbeat_expired(self, now: float) -> bool:
+        """Nothing received (or nothing since it connected) for longer than its port's heartbeat_idle_time."""
+        idle_time = self.port.protocol["heartbeat_idle_time"]
+        return idle_time > 0 and self.last_recv_time <= now - idle_time
+
+    def _check_idle(self) -> None:
+        """max_idle_time: closed when neither receiving nor the output have moved for that long (also when
+        the server closed it and its output stalls on the way out)."""
+        self.idle_timer = None
+        if self.peer_closed:
+            return
+        now = _now()
+        queued = self.send_queued_bytes()
+        if queued != self.idle_queued:
+            self.last_send_time = now  # the output buffer moved since the last check
+            self.idle_queued = queued
+        max_idle_time = self.port.protocol["max_idle_time"]
+        last_active = max(self.last_recv_time, self.last_send_time)
+        if now - last_active >= max_idle_time:
+            logger.info("session %d idle for %.3f s (max_idle_time): closed", self.session_id, now - last_active)
+            self.reactor.force_close(self)
+        else:
+            self.idle_timer = asyncio.get_running_loop().call_later(last_active + max_idle_time - now,
+                                                                    self._check_idle)
+
+    def send_queued_bytes(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+
+    def client_certificate(self) -> str:
+        """The PEM certificate a TLS client presented ("" without one)."""
+        transport = self.transport
+        return peer_certificate_pem(transport.get_extra_info("ssl_object")) if transport is not None else ""
+
+    def info(self) -> dict[str, Any]:
+        """The fields of Swoole's ``getClientInfo``."""
+        port = self.port
+        info: dict[str, Any] = {
+            "server_port": port.port,
+            "server_fd": port.fileno,
+            "socket_fd": self.socket_fd,
+            "socket_type": int(port.base_type),
+            "remote_port": self.remote_port,
+            "remote_ip": self.remote_ip,
+            "reactor_id": self.reactor_id,
+            "connect_time": int(self.connect_time),
+            "last_time": int(self.last_recv_time),
+            "last_recv_time": self.last_recv_time,
+            "last_send_time": self.last_send_time,
+            "last_dispatch_time": self.last_dispatch_time,
+            "close_errno": self.close_errno,
+            "recv_queued_bytes": 0,
+            "send_queued_bytes": self.send_queued_bytes(),
+        }
+        if self.uid:
+            info["uid"] = self.uid
+        if port.ssl_context is not None:
+            certificate = self.client_certificate()
+            if certificate:
+                info["ssl_client_cert"] = certificate
+        return info
+
+
+def adopt(loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Connection) -> None:
+    """Run ``conn`` on a socket accepted by hand. On a TLS port the handshake comes first, and the connection
+    only gets ``connection_made`` after it; if it fails (or the transport cannot be made) the reactor's
+    ``on_handshake_failed`` is told, the socket is closed, and no worker ever hears of it."""
+    context = conn.port.ssl_context
+    try:
+        peer = "%s:%s" % sock.getpeername()[:2] if sock.family != socket.AF_UNIX else "a unix socket"
+    except OSError:
+        peer = "a vanished peer"
+    task = loop.create_task(loop.connect_accepted_socket(
+        lambda: conn, sock, ssl=context,
+        ssl_handshake_timeout=conn.port.handshake_timeout if context is not None else None))
+
+    def adopted(task: asyncio.Task[Any]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None and not task.cancelled():
+            return
+        sock.close()
+        if context is not None:
+            logger.log(NOTICE, "TLS handshake with %s failed: %r", peer, exc)
+        else:
+            logger.warning("could not take over the connection from %s: %r", peer, exc)
+        conn.reactor.on_handshake_failed(conn)
+
+    task.add_done_callback(adopted)
+
+
+def expired_connections(connections: Iterable[Connection], now: float) -> list[Connection]:
+    """The connections the heartbeat closes: nothing received for longer than their port's idle time."""
+    return [conn for conn in connections if conn.heartbeat_expired(now)]

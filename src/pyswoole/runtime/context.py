@@ -1,0 +1,158 @@
+"""The runtime context: what every role of a running server shares, and which role this process plays.
+
+``Server`` is the user's facade; the roles (master, reactor threads, manager, workers, task workers, user
+processes) never see it, only this context. It holds what ``start()`` fixed (settings, ports, callbacks, shared
+memory, pipes, the factory) and, per process, the role that process took after fork. The user's server object
+rides along as an opaque ``server``: it is the first argument of every callback, and nothing here calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..constants import ErrorCode, Mode
+from ..errors import ServerError
+from ..log import logger
+from .factory import BaseFactory, ProcessFactory
+from .loop import new_event_loop
+from .tasks import TaskClient
+
+if TYPE_CHECKING:
+    from ..ipc.pipes import WorkerPipes
+    from ..ipc.shm import SharedState
+    from ..port import Port
+    from .connection import Connection
+    from .manager import Manager
+    from .master import Master
+    from .process import Process
+    from .task_worker import TaskWorker
+    from .timers import Timers
+    from .worker import EventWorker
+
+try:
+    import setproctitle
+except ImportError:  # optional: without it processes keep the interpreter's name
+    setproctitle = None
+
+
+class Runtime:
+    """One server's shared parts and this process's role in it.
+
+    Made with the ``Server`` (ports, callbacks and user processes are collected from then on); ``start()``
+    fixes the rest with :meth:`configure` before anything is forked. The parts ``configure`` sets exist only
+    once ``started`` is True.
+    """
+
+    setting: dict[str, Any]
+    shared: SharedState
+    pipes: WorkerPipes | None
+    factory: BaseFactory | ProcessFactory
+
+    def __init__(self, server: Any, mode: Mode) -> None:
+        self.server = server  # the user's handle, passed on to callbacks
+        self.mode = mode
+        self.ports: list[Port] = []
+        self.callbacks: dict[str, Callable[..., Any]] = {}
+        self.processes: list[Process] = []
+        self.started = False
+        self.manager_pid = 0
+        self.last_error = 0
+        # This process's role: at most one of worker, task_worker, master and manager is set.
+        self.worker: EventWorker | None = None
+        self.task_worker: TaskWorker | None = None
+        self.master: Master | None = None
+        self.manager: Manager | None = None
+        self.timers: Timers | None = None
+        self.local_connections: dict[int, Connection] = {}  # BASE mode: the sessions this worker owns
+        self.worker_id = -1
+        self.worker_pid = 0
+        self.taskworker = False
+        self._tasks: TaskClient | None = None
+
+    def configure(self, setting: dict[str, Any], shared: SharedState, pipes: WorkerPipes | None) -> None:
+        """Fix what ``start()`` decided, before the first fork; from here on the server is started."""
+        self.setting, self.shared, self.pipes = setting, shared, pipes
+        self.factory = ProcessFactory(self) if self.mode == Mode.PROCESS else BaseFactory(self)
+        self.started = True
+
+    def check_not_started(self, what: str) -> None:
+        """Configuration calls (set, on, add_listener, ...) are refused once the server runs."""
+        if self.started:
+            raise ServerError(f"server is running, unable to execute {what}()", ErrorCode.SERVER_NOT_RUNNING)
+
+    # Services every role uses ------------------------------------------------------------------------------
+
+    def fail(self, code: int) -> bool:
+        """Record Swoole's error code for ``get_last_error()``; False, for ``return rt.fail(...)``."""
+        self.last_error = int(code)
+        return False
+
+    def call_event(self, name: str, *args: Any) -> None:
+        """Run a server-level callback if one is registered; log what it raises (the process goes on)."""
+        callback = self.callbacks.get(name)
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+            if asyncio.iscoroutine(result):
+                role = self.worker or self.task_worker or self.master
+                if role is not None and role.runner.loop is not None:
+                    role.runner.spawn(result)  # a task of this process's loop
+                else:  # the manager, a blocking task worker: no loop, run it to the end here
+                    loop = self.new_loop()
+                    try:
+                        loop.run_until_complete(result)
+                    finally:
+                        loop.close()
+        except Exception:
+            logger.exception("%s callback failed", name)
+
+    def set_title(self, role: str) -> None:
+        """Name this process in ps/top: ``<process_name>: <role>``."""
+        if setproctitle is not None:
+            setproctitle.setproctitle(f"{self.setting['process_name']}: {role}")
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop(self.setting["event_loop"])
+
+    @property
+    def tasks(self) -> TaskClient:
+        """This process's side of the task and message calls (made on first use, after fork)."""
+        if self._tasks is None:
+            self._tasks = TaskClient(self)
+        return self._tasks
+
+    # Roles -------------------------------------------------------------------------------------------------
+
+    def enter_worker(self, worker: EventWorker, pid: int) -> None:
+        self.worker = worker
+        self.timers = worker.timers
+        self.local_connections = worker.connections
+        self.worker_id = worker.worker_id
+        self.worker_pid = pid
+
+    def leave_worker(self) -> None:
+        self.worker = None
+        self.timers = None
+        self.local_connections = {}
+        self.worker_id = -1
+
+    def enter_task_worker(self, task_worker: TaskWorker, pid: int) -> None:
+        self.task_worker = task_worker
+        self.taskworker = True
+        self.worker_id = task_worker.worker_id
+        self.worker_pid = pid
+
+    def enter_master(self, master: Master) -> None:
+        self.master = master
+        self.timers = master.timers
+
+    def leave_master(self) -> None:
+        self.master = None
+        self.timers = None
+
+    def enter_user_process(self, worker_id: int, pid: int) -> None:
+        self.worker_id = worker_id
+        self.worker_pid = pid

@@ -1,0 +1,325 @@
+"""Tasks and worker-to-worker messages, seen from the caller: ``task``, ``task_wait``, ``task_co``,
+``send_message``, and the results coming back.
+
+Payloads are pickled (bytes pass as they are, flagged so). A payload too big for one pipe datagram travels
+as a temp file under ``task_tmpdir``, as Swoole does: every task message is then exactly one datagram, which
+is what lets task workers share one queue in ``task_ipc_mode`` 3. The reader unlinks the file.
+
+Results of ``task()`` come back on the caller's worker pipe (Finish or the per-task callback, or an awaiting
+``task_co``); results of the blocking ``task_wait`` come back on the caller's separate result pipe, which it
+reads while it blocks, dropping stale results of earlier, timed-out tasks by task id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import select
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..constants import ErrorCode, EventType, WorkerStatus
+from ..ipc import codec, pipes
+from ..ipc.shm import Global, Slot
+from ..log import logger
+
+if TYPE_CHECKING:
+    from .context import Runtime
+
+TMPFILE, SERIALIZE, NONBLOCK, CALLBACK, WAITALL, COROUTINE, NOREPLY = 1, 2, 4, 8, 16, 32, 128
+INLINE_LIMIT = codec.MAX_DATAGRAM - codec.HEADER_SIZE
+TASK_WAIT_MULTI_MAX = 1024
+
+
+class PayloadError(TypeError):
+    """A payload that cannot be packed (unpicklable: a TypeError at the call site) or unpacked."""
+
+
+def pack_payload(obj: Any, tmpdir: str) -> tuple[bytes, int]:
+    """(bytes to send, ext flags) for any picklable object; raises PayloadError (with the cause) if not."""
+    if type(obj) is bytes:
+        data, flags = obj, 0
+    else:
+        try:
+            data, flags = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), SERIALIZE
+        except Exception as exc:
+            raise PayloadError(f"payload of type {type(obj).__name__} cannot be pickled: {exc}") from exc
+    if len(data) > INLINE_LIMIT:
+        fd, path = tempfile.mkstemp(prefix="pyswoole.task.", dir=tmpdir)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        data, flags = path.encode(), flags | TMPFILE
+    return data, flags
+
+
+def discard_payload(data: bytes, flags: int) -> None:
+    """Drop a payload that will never be unpacked (a late result, a failed send): remove its temp file."""
+    if flags & TMPFILE:
+        try:
+            os.unlink(data.decode())
+        except OSError:
+            pass
+
+
+def unpack_payload(data: bytes, flags: int) -> Any:
+    if flags & TMPFILE:
+        path = data.decode()
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+            os.unlink(path)
+        except OSError as exc:
+            raise PayloadError(f"task payload file {path} unreadable: {exc}") from exc
+    if flags & SERIALIZE:
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise PayloadError(f"task payload cannot be unpickled: {exc}") from exc
+    return data
+
+
+class TaskClient:
+    """The task and message calls of one process (event worker, master, manager or user process)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        setting = rt.setting
+        self.worker_num: int = setting["worker_num"]
+        self.task_worker_num: int = setting["task_worker_num"]
+        self.tmpdir: str = setting["task_tmpdir"]
+        self.preemptive = setting["task_ipc_mode"] == 3
+        self._next_task_id = 0
+        self._round = 0
+        self._last_busy_warning = 0.0
+        self._callbacks: dict[int, Callable[..., Any]] = {}
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+
+    # task() ---------------------------------------------------------------------------------------------
+
+    def task(self, data: Any, dst_worker_id: int, finish_callback: Callable[..., Any] | None) -> int | bool:
+        rt = self.rt
+        if self.task_worker_num == 0:
+            logger.warning("task: no task workers (task_worker_num is 0)")
+            return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
+        if rt.taskworker:
+            logger.warning("task: cannot dispatch a task from a task worker")
+            return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
+        if not -1 <= dst_worker_id < self.task_worker_num:
+            logger.warning("task: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id,
+                           self.task_worker_num - 1)
+            return rt.fail(ErrorCode.INVALID_PARAMS)
+        payload, flags = pack_payload(data, self.tmpdir)
+        flags |= NONBLOCK
+        if rt.worker is None:
+            flags |= NOREPLY  # from the master, the manager or a user process: nobody to answer
+        elif finish_callback is not None:
+            flags |= CALLBACK
+        task_id = self._new_task_id()
+        if not self._send_task(task_id, payload, flags, dst_worker_id):
+            return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
+        if finish_callback is not None and not flags & NOREPLY:
+            self._callbacks[task_id] = finish_callback
+        return task_id
+
+    def _new_task_id(self) -> int:
+        task_id = self._next_task_id
+        self._next_task_id += 1
+        return task_id
+
+    def _send_task(self, task_id: int, payload: bytes, flags: int, dst_worker_id: int) -> bool:
+        rt = self.rt
+        target = self.worker_num + (dst_worker_id if dst_worker_id >= 0 else self._pick_task_worker())
+        source = rt.worker_id if rt.worker is not None else -1
+        message = codec.Message(EventType.TASK, task_id, source, ext_flags=flags, data=payload)
+        datagrams = codec.encode(message, codec.next_msg_id())
+        sock = rt.pipes.task_queue if self.preemptive and dst_worker_id < 0 else rt.pipes.master_ends[target]  # type: ignore[union-attr]
+        worker = rt.worker
+        if worker is not None and not flags & WAITALL:
+            # A task worker takes one datagram at a time (to stop exactly at task_max_request, and to leave
+            # the next task of the shared queue to whichever task worker is free first): never batch tasks.
+            sent = worker.writer_for(sock).write_all(datagrams, batch=False)
+        else:  # no loop here, or the caller is about to block on the result anyway
+            sent = pipes.send_blocking(sock, datagrams)
+        if sent:
+            self._count_dispatch()
+        else:
+            discard_payload(payload, flags)
+        return sent
+
+    def _count_dispatch(self) -> None:
+        rt = self.rt
+        shared = rt.shared
+        if rt.worker is not None:
+            rt.worker.slot[Slot.TASK_DISPATCHED] += 1
+        else:
+            with shared.locked():  # type: ignore[union-attr]
+                shared.globals[Global.TASKS_FROM_OTHERS] += 1  # type: ignore[union-attr]
+
+    def _pick_task_worker(self) -> int:
+        """An idle task worker, round robin among them; the next in turn when all are busy."""
+        workers = self.rt.shared.workers  # type: ignore[union-attr]
+        count = self.task_worker_num
+        for _ in range(count):
+            self._round = (self._round + 1) % count
+            if workers[(self.worker_num + self._round) * Slot.SIZE + Slot.STATUS] == WorkerStatus.IDLE:
+                return self._round
+        now = time.monotonic()
+        if now - self._last_busy_warning >= 1.0:
+            self._last_busy_warning = now
+            logger.warning("No idle task worker is available")
+        self._round = (self._round + 1) % count
+        return self._round
+
+    # task_wait() and friends (block the calling worker) ---------------------------------------------------
+
+    def task_wait(self, data: Any, timeout: float, dst_worker_id: int) -> Any:
+        if not -1 <= dst_worker_id < self.task_worker_num:
+            logger.warning("task_wait: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id,
+                           self.task_worker_num - 1)
+            return self.rt.fail(ErrorCode.INVALID_PARAMS)
+        if not self._may_wait("task_wait"):
+            return False
+        results = self._wait_for([data], timeout, dst_worker_id)
+        return results.get(0, False)
+
+    def task_wait_multi(self, tasks: list[Any], timeout: float) -> dict[int, Any] | bool:
+        if len(tasks) >= TASK_WAIT_MULTI_MAX:
+            logger.warning("task_wait_multi: at most %d tasks", TASK_WAIT_MULTI_MAX - 1)
+            return self.rt.fail(ErrorCode.INVALID_PARAMS)
+        if not self._may_wait("task_wait_multi"):
+            return False
+        return self._wait_for(tasks, timeout, -1)
+
+    def _may_wait(self, what: str) -> bool:
+        """Only an event worker of a server with task workers can block on task results (Swoole: false)."""
+        rt = self.rt
+        if rt.worker is None or rt.taskworker or self.task_worker_num == 0:
+            logger.warning("%s: only an event worker can wait for tasks", what)
+            rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
+            return False
+        return True
+
+    def _wait_for(self, tasks: list[Any], timeout: float, dst_worker_id: int) -> dict[int, Any]:
+        rt = self.rt
+        worker = rt.worker
+        assert worker is not None
+        worker.flush_pipes()  # what this worker queued earlier goes first
+        pending: dict[int, int] = {}
+        for index, data in enumerate(tasks):
+            payload, flags = pack_payload(data, self.tmpdir)
+            task_id = self._new_task_id()
+            if self._send_task(task_id, payload, flags | WAITALL, dst_worker_id):
+                pending[task_id] = index
+        results: dict[int, Any] = {}
+        sock = rt.pipes.result_ends[worker.worker_id]  # type: ignore[union-attr]
+        reassembler = codec.Reassembler()
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                break
+            messages: list[codec.Message] = []
+            pipes.read_datagrams(sock, reassembler, messages.append)
+            for message in messages:
+                index = pending.pop(message.fd, None)
+                if index is None:
+                    discard_payload(message.data, message.ext_flags)  # late result of a timed-out task
+                    continue
+                try:
+                    results[index] = unpack_payload(message.data, message.ext_flags)
+                except PayloadError as exc:
+                    logger.error("result of task %d: %s", message.fd, exc)
+                    results[index] = False
+        if pending:
+            rt.fail(ErrorCode.TASK_TIMEOUT)
+        return results
+
+    async def task_co(self, tasks: list[Any], timeout: float) -> list[Any]:
+        rt = self.rt
+        worker = rt.worker
+        if worker is None or rt.taskworker or self.task_worker_num == 0:
+            logger.warning("task_co: only an event worker can wait for tasks")
+            return [False] * len(tasks)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for data in tasks:
+            payload, flags = pack_payload(data, self.tmpdir)
+            task_id = self._new_task_id()
+            future = loop.create_future()
+            if self._send_task(task_id, payload, flags | NONBLOCK | COROUTINE, -1):
+                self._futures[task_id] = future
+            else:
+                future.set_result(False)
+            futures.append((task_id, future))
+        done, _ = await asyncio.wait([f for _, f in futures], timeout=timeout) if futures else (set(), set())
+        results = []
+        for task_id, future in futures:
+            self._futures.pop(task_id, None)
+            results.append(future.result() if future in done else False)
+        return results
+
+    # Results arriving on the worker pipe ----------------------------------------------------------------
+
+    def on_finish(self, message: codec.Message) -> None:
+        rt = self.rt
+        task_id = message.fd
+        try:
+            result = unpack_payload(message.data, message.ext_flags)
+        except PayloadError as exc:
+            logger.error("result of task %d dropped: %s", task_id, exc)
+            result = False
+        if message.ext_flags & COROUTINE:
+            future = self._futures.pop(task_id, None)
+            if future is None:
+                logger.warning("task[%d] has expired", task_id)
+            elif not future.done():
+                future.set_result(result)
+            return
+        callback = self._callbacks.pop(task_id, None) if message.ext_flags & CALLBACK else None
+        if callback is None:
+            callback = rt.callbacks.get("finish")
+        if callback is None:
+            logger.warning("require 'onFinish' callback: result of task %d dropped", task_id)
+            return
+        rt.worker.call(callback, (rt.server, task_id, result))  # type: ignore[union-attr]
+
+    # Messages between workers ---------------------------------------------------------------------------
+
+    def send_message(self, message: Any, dst_worker_id: int) -> bool:
+        rt = self.rt
+        if rt.callbacks.get("pipe_message") is None:
+            logger.warning("onPipeMessage is null, can't use send_message")
+            return rt.fail(ErrorCode.INVALID_CALLBACK)
+        if not 0 <= dst_worker_id < self.worker_num + self.task_worker_num:
+            logger.warning("send_message: worker_id[%d] is invalid", dst_worker_id)
+            return rt.fail(ErrorCode.INVALID_PARAMS)
+        if dst_worker_id == rt.worker_id:
+            logger.warning("send_message: can't send messages to self")
+            return rt.fail(ErrorCode.INVALID_PARAMS)
+        payload, flags = pack_payload(message, self.tmpdir)
+        sock = rt.pipes.master_ends[dst_worker_id]  # type: ignore[union-attr]
+        note = codec.Message(EventType.PIPE_MESSAGE, 0, rt.worker_id, ext_flags=flags, data=payload)
+        datagrams = codec.encode(note, codec.next_msg_id())
+        worker = rt.worker
+        sent = worker.writer_for(sock).write_all(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
+        if sent:
+            return True
+        discard_payload(payload, flags)
+        return rt.fail(ErrorCode.SEND_TO_WORKER_TIMEOUT)
+
+
+def deliver_pipe_message(rt: Runtime, message: codec.Message, call: Callable[..., Any]) -> None:
+    """PipeMessage(server, src_worker_id, message) in the receiving worker or task worker."""
+    callback = rt.callbacks.get("pipe_message")
+    if callback is None:
+        return
+    try:
+        payload = unpack_payload(message.data, message.ext_flags)
+    except PayloadError as exc:
+        logger.error("pipe message from worker %d dropped: %s", message.reactor_id, exc)
+        return
+    call(callback, (rt.server, message.reactor_id, payload))
+
