@@ -64,30 +64,48 @@ class ServerConfig:
 # repetition, a few runs apart at most.
 CONFIGS: tuple[ServerConfig, ...] = (
     ServerConfig("uvloop 1 proc", "uvloop_echo.py", ("--workers", "1")),
-    ServerConfig("BASE 1 worker", "pyswoole_echo.py", ("--mode", "base", "--workers", "1"),
-                 baseline="uvloop 1 proc", target=0.85),
-    ServerConfig("PROCESS 1 worker / 1 reactor", "pyswoole_echo.py",
-                 ("--mode", "process", "--workers", "1", "--reactors", "1"),
-                 baseline="BASE 1 worker", target=0.5),
-    ServerConfig("PROCESS 2 workers / 1 reactor", "pyswoole_echo.py",
-                 ("--mode", "process", "--workers", "2", "--reactors", "1"),
-                 baseline="BASE 1 worker"),
-    ServerConfig("PROCESS 2 workers / 2 reactors", "pyswoole_echo.py",
-                 ("--mode", "process", "--workers", "2", "--reactors", "2"),
-                 baseline="BASE 1 worker"),
-    ServerConfig("BASE 1 worker, framed", "pyswoole_echo.py", ("--mode", "base", "--workers", "1", "--framed", "64"),
-                 baseline="BASE 1 worker", target=0.85),
-    ServerConfig("PROCESS 1 worker / 1 reactor, framed", "pyswoole_echo.py",
-                 ("--mode", "process", "--workers", "1", "--reactors", "1", "--framed", "64"),
-                 baseline="PROCESS 1 worker / 1 reactor", target=0.85),
+    ServerConfig(
+        "BASE 1 worker", "pyswoole_echo.py", ("--mode", "base", "--workers", "1"), baseline="uvloop 1 proc", target=0.85
+    ),
+    ServerConfig(
+        "PROCESS 1 worker / 1 reactor",
+        "pyswoole_echo.py",
+        ("--mode", "process", "--workers", "1", "--reactors", "1"),
+        baseline="BASE 1 worker",
+        target=0.5,
+    ),
+    ServerConfig(
+        "PROCESS 2 workers / 1 reactor",
+        "pyswoole_echo.py",
+        ("--mode", "process", "--workers", "2", "--reactors", "1"),
+        baseline="BASE 1 worker",
+    ),
+    ServerConfig(
+        "PROCESS 2 workers / 2 reactors",
+        "pyswoole_echo.py",
+        ("--mode", "process", "--workers", "2", "--reactors", "2"),
+        baseline="BASE 1 worker",
+    ),
+    ServerConfig(
+        "BASE 1 worker, framed",
+        "pyswoole_echo.py",
+        ("--mode", "base", "--workers", "1", "--framed", "64"),
+        baseline="BASE 1 worker",
+        target=0.85,
+    ),
+    ServerConfig(
+        "PROCESS 1 worker / 1 reactor, framed",
+        "pyswoole_echo.py",
+        ("--mode", "process", "--workers", "1", "--reactors", "1", "--framed", "64"),
+        baseline="PROCESS 1 worker / 1 reactor",
+        target=0.85,
+    ),
     ServerConfig("uvloop 2 procs", "uvloop_echo.py", ("--workers", "2")),
-    ServerConfig("BASE 2 workers", "pyswoole_echo.py", ("--mode", "base", "--workers", "2"),
-                 baseline="uvloop 2 procs"),
+    ServerConfig("BASE 2 workers", "pyswoole_echo.py", ("--mode", "base", "--workers", "2"), baseline="uvloop 2 procs"),
 )
 
 
 harness.check_configs(CONFIGS)
-
 
 
 @dataclass(frozen=True)
@@ -154,11 +172,23 @@ def build_echoload(source: Path) -> Path:
     return binary
 
 
-def run_echoload(binary: Path, port: int, load: LoadSettings, duration: int,
-                 during: Callable[[], object] | None = None) -> dict[str, float]:
+def run_echoload(
+    binary: Path, port: int, load: LoadSettings, duration: int, during: Callable[[], object] | None = None
+) -> dict[str, float]:
     """Run one load and return its RESULT figures; ``during`` is called once mid-run."""
-    command = [str(binary), "-h", HOST, "-p", str(port), "-c", str(load.conns),
-               "-s", str(load.size), "-d", str(duration)]
+    command = [
+        str(binary),
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+        "-c",
+        str(load.conns),
+        "-s",
+        str(load.size),
+        "-d",
+        str(duration),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if during is not None:
@@ -236,10 +266,15 @@ class ServerProcess(harness.ProcessGroup):
     def __init__(self, config: ServerConfig, port: int) -> None:
         env = None
         if config.source is not None:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source),
-                                                                             os.environ.get("PYTHONPATH")]))}
-        super().__init__([sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
-                         log_prefix="pyswoole-bench-", env=env)
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source), os.environ.get("PYTHONPATH")])),
+            }
+        super().__init__(
+            [sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
+            log_prefix="pyswoole-bench-",
+            env=env,
+        )
         self.config = config
         self.port = port
 
@@ -250,8 +285,7 @@ class ServerProcess(harness.ProcessGroup):
         last_error: OSError | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerStartFailure(f"exited with status {self.proc.returncode} before echoing",
-                                         self.log_tail())
+                raise ServerStartFailure(f"exited with status {self.proc.returncode} before echoing", self.log_tail())
             try:
                 with socket.create_connection((HOST, self.port), timeout=1.0) as conn:
                     conn.sendall(probe)
@@ -270,8 +304,7 @@ class ServerProcess(harness.ProcessGroup):
                 self.proc.wait(timeout=POLL_INTERVAL_S)
             except subprocess.TimeoutExpired:
                 pass
-        raise ServerStartFailure(f"not echoing after {timeout:.0f} s (last error: {last_error})",
-                                 self.log_tail())
+        raise ServerStartFailure(f"not echoing after {timeout:.0f} s (last error: {last_error})", self.log_tail())
 
 
 def start_server(config: ServerConfig, attempts: int = 3) -> ServerProcess:
@@ -308,14 +341,17 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
         if load.warmup:
             result.warmup_errors = int(run_echoload(echoload, server.port, load, load.warmup)["errors"])
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+
         def sample_split() -> None:
             result.connection_split = connection_split(server.pgid, server.port)
 
         figures = run_echoload(echoload, server.port, load, load.duration, during=sample_split)
         cpu_after, wall = server.cpu_seconds(), time.monotonic() - wall_before
         if server.proc.poll() is not None:
-            raise BenchFailure(f"server exited with status {server.proc.returncode} during the run\n"
-                               f"--- server output ---\n{server.log_tail()}")
+            raise BenchFailure(
+                f"server exited with status {server.proc.returncode} during the run\n"
+                f"--- server output ---\n{server.log_tail()}"
+            )
         result.rps, result.p50_us, result.p99_us = figures["rps"], figures["p50_us"], figures["p99_us"]
         result.max_us, result.errors, result.loadgen_cpu = figures["max_us"], int(figures["errors"]), figures["cpu"]
         if cpu_before is not None and cpu_after is not None:
@@ -336,8 +372,13 @@ METRIC = harness.Metric(rate="rps", rate_label="rps", cpu="server_cpu")
 
 def export_revision(revision: str) -> Path:
     """``src/`` of a git revision, exported under build/bench/ (once per commit); the tree to put on PYTHONPATH."""
-    commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=REPO_ROOT,
-                            check=True, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     tree = BUILD_DIR / f"rev-{commit[:12]}"
     if not (tree / "src" / "pyswoole").is_dir():
         tree.mkdir(parents=True, exist_ok=True)
@@ -353,23 +394,36 @@ def with_revision_twins(configs: list[ServerConfig], revision: str, only: list[s
     for config in configs:
         twinned.append(config)
         if config.script == "pyswoole_echo.py" and harness.asked_for(config.name, only):
-            twinned.append(replace(config, name=f"{config.name} @ {revision}", baseline=config.name, target=None,
-                                   source=source))
+            twinned.append(
+                replace(config, name=f"{config.name} @ {revision}", baseline=config.name, target=None, source=source)
+            )
     return twinned
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = harness.argument_parser(__doc__, duration=5, duration_help="seconds of load per run (whole seconds)",
-                                     warmup_help="seconds of unmeasured load before each run (0: none)")
+    parser = harness.argument_parser(
+        __doc__,
+        duration=5,
+        duration_help="seconds of load per run (whole seconds)",
+        warmup_help="seconds of unmeasured load before each run (0: none)",
+    )
     parser.add_argument("--conns", type=harness.positive_int, default=50, help="concurrent connections")
     parser.add_argument("--size", type=harness.positive_int, default=64, help="message size in bytes")
-    parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="run only rows whose name contains TEXT (repeatable), plus their baselines")
-    parser.add_argument("--against", metavar="REV",
-                        help="also run every pyswoole row on git revision REV's src/, as 'ROW @ REV', divided by "
-                             "ROW (below 1.00x: REV is slower than the working tree)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run only rows whose name contains TEXT (repeatable), plus their baselines",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run every pyswoole row on git revision REV's src/, as 'ROW @ REV', divided by "
+        "ROW (below 1.00x: REV is slower than the working tree)",
+    )
     harness.add_output_arguments(
-        parser, aa_help="also run each baseline against itself (A/A), to see the noise floor of the ratio")
+        parser, aa_help="also run each baseline against itself (A/A), to see the noise floor of the ratio"
+    )
     args = harness.parse_args(parser, argv)
     if args.size > 65507:
         parser.error("--size must be <= 65507")
@@ -377,9 +431,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def describe(result: RunResult) -> str:
-    return (f"rps {result.rps:>9,.0f}  p50 {result.p50_us:8.1f} us  p99 {result.p99_us:8.1f} us  "
-            f"errors {result.errors}  server_cpu {result.server_cpu}  "
-            f"connections {'/'.join(map(str, result.connection_split or [])) or '?'}")
+    return (
+        f"rps {result.rps:>9,.0f}  p50 {result.p50_us:8.1f} us  p99 {result.p99_us:8.1f} us  "
+        f"errors {result.errors}  server_cpu {result.server_cpu}  "
+        f"connections {'/'.join(map(str, result.connection_split or [])) or '?'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,24 +459,41 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     load = LoadSettings(args.conns, args.size, args.duration, args.warmup)
     plan = list(harness.schedule(configs, args.repeat))
-    print(f"echo_bench: {len(plan)} runs of {load.warmup} s warmup + {load.duration} s, "
-          f"{load.conns} conns x {load.size} B (about {len(plan) * (load.duration + load.warmup + 1) / 60:.1f} min)",
-          file=sys.stderr)
+    print(
+        f"echo_bench: {len(plan)} runs of {load.warmup} s warmup + {load.duration} s, "
+        f"{load.conns} conns x {load.size} B (about {len(plan) * (load.duration + load.warmup + 1) / 60:.1f} min)",
+        file=sys.stderr,
+    )
 
     return harness.run_bench(
-        tool="echo_bench", plan=plan, configs=configs, metric=METRIC,
-        measure=lambda config, repetition: measure(config, repetition, echoload, load), describe=describe,
-        meta=harness.metadata(args, ("uvloop", "pyswoole"), {"echoload": str(echoload)},
-                              {"conns": args.conns, "size": args.size}),
-        json_path=args.json, stopped="servers",
-        heading=(f"\nEcho, {load.conns} connections x {load.size} B ping-pong, {load.duration} s per run, "
-                 f"median of {args.repeat} repetitions; ratio = median of per-repetition rps ratios (min-max)\n"),
+        tool="echo_bench",
+        plan=plan,
+        configs=configs,
+        metric=METRIC,
+        measure=lambda config, repetition: measure(config, repetition, echoload, load),
+        describe=describe,
+        meta=harness.metadata(
+            args, ("uvloop", "pyswoole"), {"echoload": str(echoload)}, {"conns": args.conns, "size": args.size}
+        ),
+        json_path=args.json,
+        stopped="servers",
+        heading=(
+            f"\nEcho, {load.conns} connections x {load.size} B ping-pong, {load.duration} s per run, "
+            f"median of {args.repeat} repetitions; ratio = median of per-repetition rps ratios (min-max)\n"
+        ),
         # A server that failed to start once is not retried every repetition.
         give_up=lambda result: bool(result.failure and result.failure.startswith("server failed to start")),
-        warning=lambda result: (f"warning: not stopped by SIGTERM within {STOP_GRACE_S:.0f} s; killed"
-                                if result.stopped_cleanly is False else None),
-        more_problems=lambda results: [f"{r.config} (rep {r.repetition + 1}): {r.warmup_errors} errors during warmup"
-                                       for r in results if r.warmup_errors])
+        warning=lambda result: (
+            f"warning: not stopped by SIGTERM within {STOP_GRACE_S:.0f} s; killed"
+            if result.stopped_cleanly is False
+            else None
+        ),
+        more_problems=lambda results: [
+            f"{r.config} (rep {r.repetition + 1}): {r.warmup_errors} errors during warmup"
+            for r in results
+            if r.warmup_errors
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -34,10 +34,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from pyswoole.constants import ErrorCode  # noqa: E402
-from pyswoole.protocol.framing import LENGTH_FUNC_WINDOW, Framer, FramingError  # noqa: E402
-from pyswoole.protocol.framing import EofCheckFramer, EofSplitFramer, FuncFramer, LengthFramer  # noqa: E402
-from pyswoole.settings import PACKAGE_LENGTH_TYPES  # noqa: E402
+from pyswoole.constants import ErrorCode
+from pyswoole.protocol.framing import (
+    LENGTH_FUNC_WINDOW,
+    EofCheckFramer,
+    EofSplitFramer,
+    Framer,
+    FramingError,
+    FuncFramer,
+    LengthFramer,
+)
+from pyswoole.settings import PACKAGE_LENGTH_TYPES
 
 TOO_LARGE = ErrorCode.PACKAGE_LENGTH_TOO_LARGE
 NOT_FOUND = ErrorCode.PACKAGE_LENGTH_NOT_FOUND
@@ -248,7 +255,10 @@ def reference(kind: str, params: dict[str, Any], stream: bytes) -> Outcome:
         return reference_eof_split(stream, params["package_eof"], max_length)
     if kind == "length":
         return reference_length(
-            stream, params["package_length_type"], params["package_length_offset"], params["package_body_offset"],
+            stream,
+            params["package_length_type"],
+            params["package_length_offset"],
+            params["package_body_offset"],
             max_length,
         )
     return reference_func(stream, LENGTH_FUNCS[params["package_length_func"]], max_length)
@@ -264,7 +274,7 @@ def check(kind: str, params: dict[str, Any], stream: bytes, cuts: list[int]) -> 
     packages: list[bytes] = []
     code: int | None = None
     try:
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in zip(bounds, bounds[1:], strict=False):
             packages += framer.feed(stream[start:stop])
     except FramingError as error:
         code = error.code
@@ -282,8 +292,10 @@ def check(kind: str, params: dict[str, Any], stream: bytes, cuts: list[int]) -> 
         return code
     expected = reference(kind, params, stream)
     if (packages, code) != expected:
-        raise Violation(f"got {len(packages)} packages and error {code}, the reference framing gives "
-                        f"{len(expected[0])} packages and error {expected[1]}")
+        raise Violation(
+            f"got {len(packages)} packages and error {code}, the reference framing gives "
+            f"{len(expected[0])} packages and error {expected[1]}"
+        )
     return code
 
 
@@ -312,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             outcomes[kind]["ok" if code is None else int(code)] += 1
     elapsed = time.perf_counter() - began
     runs = args.count * len(KINDS)
-    print(f"{args.count} inputs x {len(KINDS)} framer kinds = {runs} runs passed in {elapsed:.1f} s "
-          f"({runs / elapsed:,.0f} runs/s, seed {args.seed})")
+    print(
+        f"{args.count} inputs x {len(KINDS)} framer kinds = {runs} runs passed in {elapsed:.1f} s "
+        f"({runs / elapsed:,.0f} runs/s, seed {args.seed})"
+    )
     for kind, counts in outcomes.items():
         print(f"  {kind:<12} " + "  ".join(f"{outcome}: {count}" for outcome, count in counts.items()))
     return 0

@@ -61,7 +61,7 @@ def group_cpu_ticks(pgid: int) -> dict[int, int] | None:
         except OSError:
             continue
         # Fields after the parenthesised command name: state ppid pgrp ... utime(12th) stime(13th).
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         if fields[0] != b"Z" and int(fields[2]) == pgid:
             members[int(entry.name)] = int(fields[11]) + int(fields[12])
     return members
@@ -99,11 +99,18 @@ class ProcessGroup:
     """A script running in its own process group (a new session), its output in a temporary file."""
 
     def __init__(self, command: list[str], log_prefix: str, env: dict[str, str] | None = None) -> None:
-        self.log = tempfile.TemporaryFile(mode="w+", prefix=log_prefix)
+        self.log = tempfile.TemporaryFile(mode="w+", prefix=log_prefix)  # noqa: SIM115 (closed by stop())
         # A new session, so that one killpg reaches every worker, and a terminal's ^C reaches
         # only the harness, which then stops the runs in order.
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, env=env,
-                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            env=env,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
         self.pgid = self.proc.pid
 
     def log_tail(self) -> str:
@@ -202,8 +209,12 @@ def select_configs(configs: Sequence[R], only: list[str] | None, self_check: boo
         # moves the ratio.
         divisors = {c.baseline for c in selected}
         for config in [c for c in selected if c.baseline is None or c.name in divisors]:
-            twin = dataclasses.replace(config, name=f"{config.name} (A/A)",  # type: ignore[type-var]
-                                       baseline=config.name, target=None)
+            twin = dataclasses.replace(
+                config,
+                name=f"{config.name} (A/A)",  # type: ignore[type-var]
+                baseline=config.name,
+                target=None,
+            )
             selected.insert(selected.index(config) + 1, twin)
     return selected
 
@@ -222,8 +233,11 @@ def schedule(configs: list[R], repeat: int) -> Iterator[tuple[int, R]]:
     ``configs``. Flipping cancels a steady drift (thermal, a neighbour's load) between the two halves of a pair.
     """
     by_name = {config.name: config for config in configs}
-    groups = [[config for config in configs if root_of(config, by_name) == root.name]
-              for root in configs if root.baseline is None]
+    groups = [
+        [config for config in configs if root_of(config, by_name) == root.name]
+        for root in configs
+        if root.baseline is None
+    ]
     for repetition in range(repeat):
         for index, group in enumerate(groups):
             yield from ((repetition, config) for config in (group if (repetition + index) % 2 == 0 else group[::-1]))
@@ -287,28 +301,40 @@ def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) ->
     for config in configs:
         mine = [r for r in results if r.config == config.name]
         good = [r for r in mine if r.ok]
-        summary = Summary(config.name, config.baseline, config.target, runs=len(good),
-                          rate=median_or_none([rate(r) for r in good]),
-                          p50_us=median_or_none([r.p50_us for r in good]),
-                          p99_us=median_or_none([r.p99_us for r in good]),
-                          errors=sum(r.errors or 0 for r in good),
-                          cpu=median_or_none([getattr(r, metric.cpu) for r in good]),
-                          failures=[r.failure for r in mine if r.failure])
+        summary = Summary(
+            config.name,
+            config.baseline,
+            config.target,
+            runs=len(good),
+            rate=median_or_none([rate(r) for r in good]),
+            p50_us=median_or_none([r.p50_us for r in good]),
+            p99_us=median_or_none([r.p99_us for r in good]),
+            errors=sum(r.errors or 0 for r in good),
+            cpu=median_or_none([getattr(r, metric.cpu) for r in good]),
+            failures=[r.failure for r in mine if r.failure],
+        )
         if config.baseline:
             # Paired ratios: a candidate is only ever divided by the baseline of its own repetition.
-            ratios = [rate(r) / rate(ok[config.baseline, r.repetition]) for r in good
-                      if (config.baseline, r.repetition) in ok and rate(ok[config.baseline, r.repetition])]
+            ratios = [
+                rate(r) / rate(ok[config.baseline, r.repetition])
+                for r in good
+                if (config.baseline, r.repetition) in ok and rate(ok[config.baseline, r.repetition])
+            ]
             if ratios:
                 summary.ratio, summary.ratio_min, summary.ratio_max = (
-                    statistics.median(ratios), min(ratios), max(ratios))
+                    statistics.median(ratios),
+                    min(ratios),
+                    max(ratios),
+                )
         summaries.append(summary)
     return summaries
 
 
 def markdown_table(summaries: list[Summary], metric: Metric) -> str:
-    lines = [f"| config | {metric.rate_label} | p50_us | p99_us | errors | {metric.cpu} "
-             f"| vs baseline {metric.rate_label} |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"| config | {metric.rate_label} | p50_us | p99_us | errors | {metric.cpu} | vs baseline {metric.rate_label} |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
 
     def us(value: float | None) -> str:
         return "" if value is None else f"{value:.1f}"
@@ -324,8 +350,9 @@ def markdown_table(summaries: list[Summary], metric: Metric) -> str:
         else:
             versus = f"**{s.ratio:.2f}x** ({s.ratio_min:.2f}-{s.ratio_max:.2f}) of {s.baseline}"
         cpu = "" if s.cpu is None else f"{s.cpu:.2f}"
-        lines.append(f"| {s.config} | {s.rate:,.0f} | {us(s.p50_us)} | {us(s.p99_us)} | {s.errors} | {cpu} "
-                     f"| {versus} |")
+        lines.append(
+            f"| {s.config} | {s.rate:,.0f} | {us(s.p50_us)} | {us(s.p99_us)} | {s.errors} | {cpu} | {versus} |"
+        )
     return "\n".join(lines)
 
 
@@ -355,8 +382,9 @@ def positive_int(text: str) -> int:
 
 def argument_parser(doc: str, duration: int, duration_help: str, warmup_help: str) -> argparse.ArgumentParser:
     """A parser with --repeat, --duration and --warmup; the bench adds its own, then ``add_output_arguments``."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--repeat", type=positive_int, default=5, help="repetitions of every row")
     parser.add_argument("--duration", type=positive_int, default=duration, help=duration_help)
     parser.add_argument("--warmup", type=int, default=1, help=warmup_help)
@@ -375,17 +403,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     return args
 
 
-def metadata(args: argparse.Namespace, packages: Iterable[str], context: dict[str, object],
-             load: dict[str, object]) -> dict[str, object]:
+def metadata(
+    args: argparse.Namespace, packages: Iterable[str], context: dict[str, object], load: dict[str, object]
+) -> dict[str, object]:
     """The environment of a run for --json: versions of ``packages``, git HEAD, load average, then the settings."""
+
     def version(package: str) -> str | None:
         try:
             return importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    git = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=REPO_ROOT,
-                         capture_output=True, text=True)
+    git = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_head": git.stdout.strip() if git.returncode == 0 else None,
@@ -394,7 +425,9 @@ def metadata(args: argparse.Namespace, packages: Iterable[str], context: dict[st
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
         **context,
-        "repeat": args.repeat, "duration": args.duration, "warmup": args.warmup,
+        "repeat": args.repeat,
+        "duration": args.duration,
+        "warmup": args.warmup,
         **load,
     }
 
@@ -415,12 +448,22 @@ def unwind_on_termination() -> None:
 Result = TypeVar("Result", bound=Run)
 
 
-def run_bench(*, tool: str, plan: list[tuple[int, R]], configs: list[R], metric: Metric,
-              measure: Callable[[R, int], Result], describe: Callable[[Result], str],
-              meta: dict[str, object], json_path: Path | None, heading: str, stopped: str,
-              warning: Callable[[Result], str | None] = lambda result: None,
-              give_up: Callable[[Result], bool] = lambda result: False,
-              more_problems: Callable[[list[Result]], list[str]] = lambda results: []) -> int:
+def run_bench(
+    *,
+    tool: str,
+    plan: list[tuple[int, R]],
+    configs: list[R],
+    metric: Metric,
+    measure: Callable[[R, int], Result],
+    describe: Callable[[Result], str],
+    meta: dict[str, object],
+    json_path: Path | None,
+    heading: str,
+    stopped: str,
+    warning: Callable[[Result], str | None] = lambda result: None,
+    give_up: Callable[[Result], bool] = lambda result: False,
+    more_problems: Callable[[list[Result]], list[str]] = lambda results: [],
+) -> int:
     """Run the plan, then print the table, the target verdicts and the problems; return the exit status.
 
     Every run prints a progress line to stderr: ``describe(result)`` when it has figures, FAILED when it
@@ -453,11 +496,18 @@ def run_bench(*, tool: str, plan: list[tuple[int, R]], configs: list[R], metric:
         summaries = summarize(configs, results, metric)
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({
-                "meta": meta, "complete": len(results) == len(plan) and not interrupted,
-                "runs": [asdict(r) for r in results],
-                "summary": [s.as_json(metric) for s in summaries],
-            }, indent=2) + "\n")
+            json_path.write_text(
+                json.dumps(
+                    {
+                        "meta": meta,
+                        "complete": len(results) == len(plan) and not interrupted,
+                        "runs": [asdict(r) for r in results],
+                        "summary": [s.as_json(metric) for s in summaries],
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
 
     if interrupted:
         return 130

@@ -77,22 +77,36 @@ def run_once(config: TaskConfig, repetition: int, load: LoadSettings) -> RunResu
     result = RunResult(repetition=repetition, config=config.name)
     with tempfile.TemporaryDirectory(prefix="pyswoole-task-bench-") as scratch:
         result_path = Path(scratch) / "result.json"
-        command = [sys.executable, str(SERVERS_DIR / config.script),
-                   "--task-workers", str(load.task_workers), "--window", str(load.window),
-                   "--size", str(load.size), "--warmup", str(load.warmup), "--duration", str(load.duration),
-                   "--result", str(result_path)]
+        command = [
+            sys.executable,
+            str(SERVERS_DIR / config.script),
+            "--task-workers",
+            str(load.task_workers),
+            "--window",
+            str(load.window),
+            "--size",
+            str(load.size),
+            "--warmup",
+            str(load.warmup),
+            "--duration",
+            str(load.duration),
+            "--result",
+            str(result_path),
+        ]
         started = time.monotonic()
         run = harness.ProcessGroup(command, log_prefix="pyswoole-task-bench-")
         try:
             deadline = started + load.warmup + load.duration + START_GRACE_S
             while not result_path.exists():
                 if run.proc.poll() is not None:
-                    result.failure = (f"exited with status {run.proc.returncode} without a result\n"
-                                      f"--- output ---\n{run.log_tail()}")
+                    result.failure = (
+                        f"exited with status {run.proc.returncode} without a result\n--- output ---\n{run.log_tail()}"
+                    )
                     return result
                 if time.monotonic() > deadline:
-                    result.failure = (f"no result {START_GRACE_S:.0f} s after warmup + duration\n"
-                                      f"--- output ---\n{run.log_tail()}")
+                    result.failure = (
+                        f"no result {START_GRACE_S:.0f} s after warmup + duration\n--- output ---\n{run.log_tail()}"
+                    )
                     return result
                 time.sleep(POLL_INTERVAL_S)
             figures = json.loads(result_path.read_text())
@@ -101,8 +115,10 @@ def run_once(config: TaskConfig, repetition: int, load: LoadSettings) -> RunResu
             result.errors, result.cpu = figures["errors"], figures["cpu"]
             result.stopped_by_itself = run.wait_gone(EXIT_GRACE_S)
             if not result.stopped_by_itself:
-                result.failure = (f"still running {EXIT_GRACE_S:.0f} s after writing its result; killed\n"
-                                  f"--- output ---\n{run.log_tail()}")
+                result.failure = (
+                    f"still running {EXIT_GRACE_S:.0f} s after writing its result; killed\n"
+                    f"--- output ---\n{run.log_tail()}"
+                )
             elif run.proc.returncode != 0:
                 result.failure = f"exited with status {run.proc.returncode}\n--- output ---\n{run.log_tail()}"
             result.ok = True  # the figures stand: they were complete before the exit went wrong
@@ -116,21 +132,32 @@ METRIC = harness.Metric(rate="tasks_per_s", rate_label="tasks/s", cpu="cpu")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = harness.argument_parser(__doc__, duration=3, duration_help="seconds counted per run",
-                                     warmup_help="seconds of uncounted tasks before each run (0: none)")
-    parser.add_argument("--task-workers", type=harness.positive_int, default=2,
-                        help="N: pyswoole's task_worker_num and the pool's max_workers")
+    parser = harness.argument_parser(
+        __doc__,
+        duration=3,
+        duration_help="seconds counted per run",
+        warmup_help="seconds of uncounted tasks before each run (0: none)",
+    )
+    parser.add_argument(
+        "--task-workers",
+        type=harness.positive_int,
+        default=2,
+        help="N: pyswoole's task_worker_num and the pool's max_workers",
+    )
     parser.add_argument("--window", type=harness.positive_int, default=16, help="K: tasks kept in flight")
     parser.add_argument("--size", type=harness.positive_int, default=64, help="payload bytes")
     harness.add_output_arguments(
-        parser, aa_help="also run the baseline against itself (A/A), to see the noise floor of the ratio")
+        parser, aa_help="also run the baseline against itself (A/A), to see the noise floor of the ratio"
+    )
     return harness.parse_args(parser, argv)
 
 
 def describe(result: RunResult) -> str:
-    return (f"tasks/s {result.tasks_per_s:>9,.0f}  p50 {result.p50_us or 0:8.1f} us  "
-            f"p99 {result.p99_us or 0:8.1f} us  errors {result.errors}  cpu {result.cpu and round(result.cpu, 2)}"
-            f"  wall {result.wall_s} s")
+    return (
+        f"tasks/s {result.tasks_per_s:>9,.0f}  p50 {result.p50_us or 0:8.1f} us  "
+        f"p99 {result.p99_us or 0:8.1f} us  errors {result.errors}  cpu {result.cpu and round(result.cpu, 2)}"
+        f"  wall {result.wall_s} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,19 +166,31 @@ def main(argv: list[str] | None = None) -> int:
     load = LoadSettings(args.task_workers, args.window, args.size, args.duration, args.warmup)
     configs = harness.select_configs(CONFIGS, None, args.aa)
     plan = list(harness.schedule(configs, args.repeat))
-    print(f"task_bench: {len(plan)} runs of {load.warmup} s warmup + {load.duration} s, "
-          f"{load.task_workers} task workers, window {load.window}, {load.size} B payload "
-          f"(about {len(plan) * (load.duration + load.warmup + 1) / 60:.1f} min)", file=sys.stderr)
+    print(
+        f"task_bench: {len(plan)} runs of {load.warmup} s warmup + {load.duration} s, "
+        f"{load.task_workers} task workers, window {load.window}, {load.size} B payload "
+        f"(about {len(plan) * (load.duration + load.warmup + 1) / 60:.1f} min)",
+        file=sys.stderr,
+    )
 
     return harness.run_bench(
-        tool="task_bench", plan=plan, configs=configs, metric=METRIC,
-        measure=lambda config, repetition: run_once(config, repetition, load), describe=describe,
-        meta=harness.metadata(args, ("pyswoole",), {},
-                              {"task_workers": args.task_workers, "window": args.window, "size": args.size}),
-        json_path=args.json, stopped="runs",
-        heading=(f"\nTasks, trivial task round trip, {load.task_workers} task workers, window {load.window}, "
-                 f"{load.size} B payload, {load.duration} s per run, median of {args.repeat} repetitions; "
-                 f"ratio = median of per-repetition tasks/s ratios (min-max)\n"))
+        tool="task_bench",
+        plan=plan,
+        configs=configs,
+        metric=METRIC,
+        measure=lambda config, repetition: run_once(config, repetition, load),
+        describe=describe,
+        meta=harness.metadata(
+            args, ("pyswoole",), {}, {"task_workers": args.task_workers, "window": args.window, "size": args.size}
+        ),
+        json_path=args.json,
+        stopped="runs",
+        heading=(
+            f"\nTasks, trivial task round trip, {load.task_workers} task workers, window {load.window}, "
+            f"{load.size} B payload, {load.duration} s per run, median of {args.repeat} repetitions; "
+            f"ratio = median of per-repetition tasks/s ratios (min-max)\n"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ server.set(worker_num=int(os.environ.get("WORKERS", "2")), open_eof_split=True, 
 
 @server.on("start")
 def on_start(server: Server) -> None:
-    print(f"pyswoole echo server listening on {server.host}:{server.port}; "
-          f"talk to it with: nc {server.host} {server.port}", flush=True)
+    print(
+        f"pyswoole echo server listening on {server.host}:{server.port}; "
+        f"talk to it with: nc {server.host} {server.port}",
+        flush=True,
+    )
 
 
 @server.on("receive")

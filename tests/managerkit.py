@@ -104,5 +104,11 @@ def cli_command() -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 20.0) -> subprocess.CompletedProcess:
     """``pyswoole ARGS...``: its exit code, stdout and stderr (text)."""
-    return subprocess.run([*cli_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    return subprocess.run(
+        [*cli_command(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )

@@ -27,8 +27,9 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 EVENTS_ENV = "PYSWOOLE_TEST_EVENTS"
 PORTFILE_ENV = "PYSWOOLE_TEST_PORTFILE"
@@ -107,7 +108,7 @@ def attempt(compute: Callable[[], Any]) -> Any:
     """
     try:
         return compute()
-    except Exception as exc:  # noqa: BLE001 - reported to the test as a value
+    except Exception as exc:
         return f"!{type(exc).__name__}: {exc}"
 
 
@@ -120,8 +121,8 @@ def answer(server: Any, fd: int, data: bytes, **names: Any) -> None:
     expression = data[len(ASK) :].decode().strip()
     scope = {"server": server, "fd": fd, "os": os, "json": json, **names}
     try:
-        reply = {"value": eval(expression, scope)}  # noqa: S307 - test-only probe
-    except Exception as exc:  # noqa: BLE001 - reported to the test
+        reply = {"value": eval(expression, scope)}
+    except Exception as exc:
         reply = {"error": f"{type(exc).__name__}: {exc}"}
     server.send(fd, json.dumps(reply, default=_jsonable) + "\n")
 
@@ -142,8 +143,7 @@ def recording_server(
     """
     from pyswoole import Mode, Server, SockType
 
-    server = Server(host, port, Mode.BASE if mode is None else mode,
-                    SockType.TCP if sock_type is None else sock_type)
+    server = Server(host, port, Mode.BASE if mode is None else mode, SockType.TCP if sock_type is None else sock_type)
     report_port(server)
     if settings:
         server.set(**settings)
@@ -357,15 +357,11 @@ class ServerProcess:
     def kinds(self) -> list[str]:
         return [e["kind"] for e in self.events()]
 
-    def wait_event(
-        self, match: EventMatch, timeout: float = DEFAULT_TIMEOUT, **fields: Any
-    ) -> dict:
+    def wait_event(self, match: EventMatch, timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> dict:
         """The first event matching; waits for it."""
         return self.wait_events(match, 1, timeout, **fields)[0]
 
-    def wait_events(
-        self, match: EventMatch, count: int, timeout: float = DEFAULT_TIMEOUT, **fields: Any
-    ) -> list[dict]:
+    def wait_events(self, match: EventMatch, count: int, timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> list[dict]:
         """All events matching, once there are at least ``count`` of them."""
 
         def enough() -> list[dict] | None:
@@ -468,9 +464,7 @@ class ServerProcess:
 
     def _fail_if_exited(self, what: str) -> None:
         if self.proc.poll() is not None and not self._adopted_alive():
-            raise AssertionError(
-                f"{self.name} exited with {self.proc.returncode} {what}\n{self.log()}"
-            )
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode} {what}\n{self.log()}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,9 +575,7 @@ def connect_stream(
         time.sleep(0.01)
 
 
-def datagram_socket(
-    family: int = socket.AF_INET, bind: Any = None, timeout: float = DEFAULT_TIMEOUT
-) -> socket.socket:
+def datagram_socket(family: int = socket.AF_INET, bind: Any = None, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
     """A UDP or UNIX-datagram socket with a timeout, bound to ``bind`` if given."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.settimeout(timeout)

@@ -24,13 +24,19 @@ def main() -> int:
     args = parser.parse_args()
 
     payload = taskload.make_payload(args.size)
-    tally = taskload.TaskLoop(payload, args.warmup, args.duration, args.result,
-                              extra={"task_workers": args.task_workers, "window": args.window})
+    tally = taskload.TaskLoop(
+        payload,
+        args.warmup,
+        args.duration,
+        args.result,
+        extra={"task_workers": args.task_workers, "window": args.window},
+    )
     # Callbacks run in the pool's result thread, the first window is issued from the main thread.
     lock = threading.Lock()
     over = threading.Event()
 
     with ProcessPoolExecutor(max_workers=args.task_workers) as pool:
+
         def issue() -> None:
             future = pool.submit(taskload.trivial, payload)
             with lock:

@@ -28,8 +28,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker_num (default 1)")
     parser.add_argument("--mode", choices=sorted(MODES), default="base")
     parser.add_argument("--reactors", type=int, help="reactor_num, PROCESS mode only (default: pyswoole's)")
-    parser.add_argument("--framed", type=int, metavar="SIZE",
-                        help="length framing: package_length_func cuts SIZE-byte packages (echoload's -s)")
+    parser.add_argument(
+        "--framed",
+        type=int,
+        metavar="SIZE",
+        help="length framing: package_length_func cuts SIZE-byte packages (echoload's -s)",
+    )
     args = parser.parse_args()
     settings = {"worker_num": args.workers, "log_level": LOG_LEVEL_WARNING}
     if args.framed:

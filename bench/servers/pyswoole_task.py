@@ -28,8 +28,13 @@ def main() -> int:
     args = parser.parse_args()
 
     payload = taskload.make_payload(args.size)
-    tally = taskload.TaskLoop(payload, args.warmup, args.duration, args.result,
-                              extra={"task_workers": args.task_workers, "window": args.window})
+    tally = taskload.TaskLoop(
+        payload,
+        args.warmup,
+        args.duration,
+        args.result,
+        extra={"task_workers": args.task_workers, "window": args.window},
+    )
     server = Server(HOST, args.port, Mode.BASE)
     server.set(worker_num=1, task_worker_num=args.task_workers, log_level=LOG_LEVEL_WARNING)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for the harness's /proc reading
-import harness  # noqa: E402
+import harness
 
 
 def trivial(data: Any) -> Any:
@@ -35,8 +35,9 @@ class TaskLoop:
     returns False once the measured phase is over (issue nothing more then), after writing the result file.
     """
 
-    def __init__(self, payload: Any, warmup: float, duration: float, result_path: str,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, payload: Any, warmup: float, duration: float, result_path: str, extra: dict[str, Any] | None = None
+    ) -> None:
         self.payload = payload
         self.warmup = warmup
         self.duration = duration
@@ -114,8 +115,7 @@ class TaskLoop:
             "p99_us": percentile_us(0.99),
             "mean_us": statistics.fmean(latencies) * 1e6 if latencies else None,
             "errors": self.errors,
-            "cpu": (None if cpu_end is None or self._cpu_begin is None
-                    else (cpu_end - self._cpu_begin) / elapsed),
+            "cpu": (None if cpu_end is None or self._cpu_begin is None else (cpu_end - self._cpu_begin) / elapsed),
             **self.extra,
         }
         partial = f"{self.result_path}.{os.getpid()}.tmp"
@@ -135,4 +135,3 @@ def add_common_arguments(parser: Any) -> None:
 
 def make_payload(size: int) -> bytes:
     return bytes(i % 251 for i in range(size))
-

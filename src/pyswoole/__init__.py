@@ -17,7 +17,21 @@ SWOOLE_SOCK_UNIX_DGRAM = SockType.UNIX_DGRAM
 SWOOLE_SSL = SockType.SSL
 
 __all__ = [
-    "Server", "Port", "Process", "Mode", "SockType", "ServerError", "ErrorCode", "WorkerStatus",
-    "SWOOLE_BASE", "SWOOLE_PROCESS", "SWOOLE_SOCK_TCP", "SWOOLE_SOCK_TCP6", "SWOOLE_SOCK_UDP",
-    "SWOOLE_SOCK_UDP6", "SWOOLE_SOCK_UNIX_STREAM", "SWOOLE_SOCK_UNIX_DGRAM", "SWOOLE_SSL",
+    "Server",
+    "Port",
+    "Process",
+    "Mode",
+    "SockType",
+    "ServerError",
+    "ErrorCode",
+    "WorkerStatus",
+    "SWOOLE_BASE",
+    "SWOOLE_PROCESS",
+    "SWOOLE_SOCK_TCP",
+    "SWOOLE_SOCK_TCP6",
+    "SWOOLE_SOCK_UDP",
+    "SWOOLE_SOCK_UDP6",
+    "SWOOLE_SOCK_UNIX_STREAM",
+    "SWOOLE_SOCK_UNIX_DGRAM",
+    "SWOOLE_SSL",
 ]

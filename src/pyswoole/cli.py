@@ -1,8 +1,8 @@
 """``pyswoole``: the operator's command line for a running server, found through its pid_file.
 
-    pyswoole reload [--task-workers] PIDFILE   graceful reload (SIGUSR1, or SIGUSR2 for task workers only)
-    pyswoole stop [--timeout S] PIDFILE        graceful shutdown (SIGTERM); waits until the server is gone
-    pyswoole status [--json] PIDFILE           stats() of the running server, from its stats file
+pyswoole reload [--task-workers] PIDFILE   graceful reload (SIGUSR1, or SIGUSR2 for task workers only)
+pyswoole stop [--timeout S] PIDFILE        graceful shutdown (SIGTERM); waits until the server is gone
+pyswoole status [--json] PIDFILE           stats() of the running server, from its stats file
 """
 
 from __future__ import annotations
@@ -72,8 +72,11 @@ def status(pid_file: str, stats_file: str | None, as_json: bool) -> int:
             text = file.read()
         age = time.time() - os.stat(path).st_mtime
         # A stats_file not ending in .json holds Swoole's "key: value" lines.
-        stats: dict[str, Any] = json.loads(text) if path.endswith(".json") else {
-            key: value for key, _, value in (line.partition(": ") for line in text.splitlines()) if key}
+        stats: dict[str, Any] = (
+            json.loads(text)
+            if path.endswith(".json")
+            else {key: value for key, _, value in (line.partition(": ") for line in text.splitlines()) if key}
+        )
     except (OSError, ValueError) as exc:
         raise SystemExit(f"pyswoole: cannot read stats from {path}: {exc}") from None
     if age > STALE_AFTER:

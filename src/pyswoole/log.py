@@ -23,7 +23,15 @@ logging.addLevelName(TRACE, "TRACE")
 logging.addLevelName(NOTICE, "NOTICE")
 
 # Swoole's log_level numbers mapped onto logging's levels.
-SWOOLE_TO_LOGGING = {0: logging.DEBUG, 1: TRACE, 2: logging.INFO, 3: NOTICE, 4: logging.WARNING, 5: logging.ERROR, 6: NONE}
+SWOOLE_TO_LOGGING = {
+    0: logging.DEBUG,
+    1: TRACE,
+    2: logging.INFO,
+    3: NOTICE,
+    4: logging.WARNING,
+    5: logging.ERROR,
+    6: NONE,
+}
 
 _role = "master"
 _worker_id = -1
@@ -83,8 +91,9 @@ class Throttle:
 _handler: logging.Handler | None = None
 
 
-def configure(log_file: str | None, log_level: int, date_format: str = "%Y-%m-%d %H:%M:%S",
-              microseconds: bool = False) -> None:
+def configure(
+    log_file: str | None, log_level: int, date_format: str = "%Y-%m-%d %H:%M:%S", microseconds: bool = False
+) -> None:
     """Send the ``pyswoole`` logger to ``log_file`` (or stderr) in Swoole's format.
 
     A handler the user attached to the ``pyswoole`` logger themselves wins: then only the level is set.

@@ -55,12 +55,15 @@ class Port:
         if isinstance(port, bool) or not isinstance(port, int):
             raise ValueError(f"port must be an int, not {port!r}")
         if base_type not in UNIX_TYPES and not 0 <= port <= 65535:
-            raise ServerError(f"failed to listen server port[{host}:{port}], Error: port out of range 0..65535",
-                              errno.EINVAL)
+            raise ServerError(
+                f"failed to listen server port[{host}:{port}], Error: port out of range 0..65535", errno.EINVAL
+            )
         self.ssl = bool(int(sock_type) & SSL_FLAG)
         if self.ssl and base_type not in STREAM_TYPES:
-            raise ServerError(f"failed to listen server port[{host}:{port}], Error: SSL over datagrams (DTLS) "
-                              "is not supported", errno.EPROTONOSUPPORT)
+            raise ServerError(
+                f"failed to listen server port[{host}:{port}], Error: SSL over datagrams (DTLS) is not supported",
+                errno.EPROTONOSUPPORT,
+            )
         self._rt = rt
         self.host = host
         self.sock_type = int(sock_type)
@@ -152,8 +155,10 @@ class Port:
                 ]
             if protocol["tcp_user_timeout"]:
                 options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, protocol["tcp_user_timeout"]))
-        for key, option in (("kernel_socket_recv_buffer_size", socket.SO_RCVBUF),
-                            ("kernel_socket_send_buffer_size", socket.SO_SNDBUF)):
+        for key, option in (
+            ("kernel_socket_recv_buffer_size", socket.SO_RCVBUF),
+            ("kernel_socket_send_buffer_size", socket.SO_SNDBUF),
+        ):
             if protocol[key]:
                 options.append((socket.SOL_SOCKET, option, protocol[key]))
         return options
@@ -164,8 +169,9 @@ class Port:
             try:
                 sock.setsockopt(level, option, value)
             except OSError as exc:
-                logger.warning("setsockopt(%d, %d, %d) on a connection of %r failed: %s", level, option, value,
-                               self, exc)
+                logger.warning(
+                    "setsockopt(%d, %d, %d) on a connection of %r failed: %s", level, option, value, self, exc
+                )
 
     @property
     def handshake_timeout(self) -> float:
@@ -179,7 +185,7 @@ class Port:
 
     @property
     def backlog(self) -> int:
-        return self.protocol["backlog"]
+        return int(self.protocol["backlog"])
 
     def listen(self, reuse_port: bool) -> None:
         """Start listening (stream ports) before any fork, so that clients queue up while workers start.

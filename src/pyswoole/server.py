@@ -30,8 +30,20 @@ from .runtime.context import Runtime
 from .runtime.process import Process
 
 SERVER_EVENTS = (
-    "start", "before_shutdown", "shutdown", "worker_start", "worker_stop", "worker_exit", "worker_error",
-    "manager_start", "manager_stop", "before_reload", "after_reload", "task", "finish", "pipe_message",
+    "start",
+    "before_shutdown",
+    "shutdown",
+    "worker_start",
+    "worker_stop",
+    "worker_exit",
+    "worker_error",
+    "manager_start",
+    "manager_stop",
+    "before_reload",
+    "after_reload",
+    "task",
+    "finish",
+    "pipe_message",
 )
 _SERVER_EVENT_KEYS = {name.replace("_", ""): name for name in SERVER_EVENTS}
 CLIENT_LIST_MAX = 100
@@ -55,8 +67,9 @@ class Server:
     reaches any session, ``server.worker_id`` is that worker's id, and so on.
     """
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = Mode.BASE,
-                 sock_type: int = SockType.TCP) -> None:
+    def __init__(
+        self, host: str = "0.0.0.0", port: int = 0, mode: int = Mode.BASE, sock_type: int = SockType.TCP
+    ) -> None:
         """Create the listening socket and bind it at once: an address in use, a bad host or a port out of
         range raises :class:`ServerError`. ``port=0`` binds an ephemeral port (read it from ``server.port``);
         for UNIX sockets ``host`` is the path and ``port`` is 0."""
@@ -146,8 +159,12 @@ class Server:
         if self._rt.started:
             raise ServerError("the server is running, unable to execute start()")
         setting = settings_module.resolve(self._settings, self.mode)
-        log.configure(setting.get("log_file"), setting["log_level"], setting["log_date_format"],
-                      setting["log_date_with_microseconds"])
+        log.configure(
+            setting.get("log_file"),
+            setting["log_level"],
+            setting["log_date_format"],
+            setting["log_date_with_microseconds"],
+        )
         self._check_start(setting)
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
             port.resolve_protocol(self._settings, port is self.ports[0])
@@ -300,8 +317,9 @@ class Server:
             logger.warning("sendfile: %s is not a regular file", path)
             return self._fail(ErrorCode.INVALID_PARAMS)
         if offset >= info.st_size or length > info.st_size - offset:
-            logger.warning("sendfile: %s has %d bytes, fewer than offset %d + length %d", path, info.st_size,
-                           offset, length)
+            logger.warning(
+                "sendfile: %s has %d bytes, fewer than offset %d + length %d", path, info.st_size, offset, length
+            )
             return self._fail(ErrorCode.INVALID_PARAMS)
         length = length or info.st_size - offset
         code = self._rt.factory.sendfile(fd, path, offset, length)

@@ -36,10 +36,22 @@ _HASH_DISPATCH_MODES = frozenset({2, 4, 8})  # a connection always reaches the s
 
 # Swoole's pack() codes for package_length_type, as struct formats ("=" native order, standard sizes).
 PACKAGE_LENGTH_TYPES: dict[str, str] = {
-    "c": "b", "C": "B",
-    "s": "=h", "S": "=H", "n": ">H", "v": "<H",
-    "i": "=i", "I": "=I", "l": "=l", "L": "=L", "N": ">L", "V": "<L",
-    "q": "=q", "Q": "=Q", "J": ">Q", "P": "<Q",
+    "c": "b",
+    "C": "B",
+    "s": "=h",
+    "S": "=H",
+    "n": ">H",
+    "v": "<H",
+    "i": "=i",
+    "I": "=I",
+    "l": "=l",
+    "L": "=L",
+    "N": ">L",
+    "V": "<L",
+    "q": "=q",
+    "Q": "=Q",
+    "J": ">Q",
+    "P": "<Q",
 }
 
 _Check = Callable[[str, Any], Any]
@@ -110,7 +122,7 @@ def _int_choice(allowed: Collection[int]) -> _Check:
     def check(key: str, value: Any) -> int:
         if _expect_int(key, value) not in allowed:
             raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        return value
+        return int(value)
 
     return check
 
@@ -121,10 +133,10 @@ def _seconds(min_positive: float | None = None) -> _Check:
     def check(key: str, value: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"{key}: expected a number of seconds, got {value!r}")
-        value = _bounded(key, value, 0, None, "")
-        if min_positive is not None and 0 < value < min_positive:
-            return _adjusted(key, value, min_positive, f"is below the {min_positive} s timer resolution")
-        return value
+        seconds: int | float = _bounded(key, value, 0, None, "")
+        if min_positive is not None and 0 < seconds < min_positive:
+            seconds = _adjusted(key, seconds, min_positive, f"is below the {min_positive} s timer resolution")
+        return seconds
 
     return check
 
@@ -156,7 +168,8 @@ def _path(absolute: bool = False) -> _Check:
 def _callable(key: str, value: Any) -> Callable[..., Any]:
     if not callable(value):
         raise ValueError(f"{key}: expected a callable, got {value!r}")
-    return value
+    function: Callable[..., Any] = value
+    return function
 
 
 def _str_choice(allowed: Collection[str]) -> _Check:
@@ -346,22 +359,57 @@ _NO_PROTOCOL = "configures a protocol server that pyswoole does not implement"
 _IGNORED: dict[str, str] = {
     **dict.fromkeys(
         (
-            "hook_flags", "max_coroutine", "enable_preemptive_scheduler", "enable_deadlock_check",
-            "c_stack_size", "socket_dontwait", "exit_condition", "event_object", "enable_signalfd",
-            "aio_core_worker_num", "aio_worker_num", "aio_max_wait_time", "aio_max_idle_time", "dns_server",
-            "socket_connect_timeout", "socket_read_timeout", "socket_write_timeout", "socket_timeout",
-            "display_errors", "trace_flags", "bootstrap", "init_arguments", "admin_server",
+            "hook_flags",
+            "max_coroutine",
+            "enable_preemptive_scheduler",
+            "enable_deadlock_check",
+            "c_stack_size",
+            "socket_dontwait",
+            "exit_condition",
+            "event_object",
+            "enable_signalfd",
+            "aio_core_worker_num",
+            "aio_worker_num",
+            "aio_max_wait_time",
+            "aio_max_idle_time",
+            "dns_server",
+            "socket_connect_timeout",
+            "socket_read_timeout",
+            "socket_write_timeout",
+            "socket_timeout",
+            "display_errors",
+            "trace_flags",
+            "bootstrap",
+            "init_arguments",
+            "admin_server",
         ),
         _PHP_RUNTIME,
     ),
     **dict.fromkeys(
         (
-            "open_http_protocol", "open_http2_protocol", "open_websocket_protocol", "open_mqtt_protocol",
-            "open_redis_protocol", "http_parse_post", "http_parse_cookie", "http_parse_files",
-            "http_compression", "http_compression_level", "compression_min_length", "upload_tmp_dir",
-            "upload_max_filesize", "document_root", "enable_static_handler", "static_handler_locations",
-            "http_index_files", "http_autoindex", "websocket_compression", "websocket_subprotocol",
-            "open_websocket_close_frame", "open_websocket_ping_frame", "open_websocket_pong_frame",
+            "open_http_protocol",
+            "open_http2_protocol",
+            "open_websocket_protocol",
+            "open_mqtt_protocol",
+            "open_redis_protocol",
+            "http_parse_post",
+            "http_parse_cookie",
+            "http_parse_files",
+            "http_compression",
+            "http_compression_level",
+            "compression_min_length",
+            "upload_tmp_dir",
+            "upload_max_filesize",
+            "document_root",
+            "enable_static_handler",
+            "static_handler_locations",
+            "http_index_files",
+            "http_autoindex",
+            "websocket_compression",
+            "websocket_subprotocol",
+            "open_websocket_close_frame",
+            "open_websocket_ping_frame",
+            "open_websocket_pong_frame",
         ),
         _NO_PROTOCOL,
     ),

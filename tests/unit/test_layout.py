@@ -20,8 +20,11 @@ MODULES = {_module_name(path): path for path in PACKAGE_DIR.rglob("*.py")}
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (
+        isinstance(test, ast.Name)
+        and test.id == "TYPE_CHECKING"
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _runtime_imports(node: ast.AST):
@@ -70,7 +73,7 @@ def test_no_import_circle_at_run_time() -> None:
 
     def visit(name: str, trail: list[str]) -> None:
         if name in trail:
-            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(name):] + [name]))
+            raise AssertionError("import circle: " + " -> ".join(trail[trail.index(name) :] + [name]))
         if name in done:
             return
         for imported in sorted(GRAPH[name]):
@@ -83,8 +86,9 @@ def test_no_import_circle_at_run_time() -> None:
 
 
 def test_only_the_package_imports_the_server_facade() -> None:
-    importers = sorted(name for name, imported in GRAPH.items()
-                       if any(module == "pyswoole.server" for module in imported))
+    importers = sorted(
+        name for name, imported in GRAPH.items() if any(module == "pyswoole.server" for module in imported)
+    )
     assert importers == ["pyswoole"]
 
 

@@ -38,8 +38,17 @@ def warnings_about(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("2M", 2 * 2**20), ("64K", 65536), ("64k", 65536), ("1G", 2**30), ("512", 512), ("2MB", 2 * 2**20),
-     ("8 mb", 8 * 2**20), ("100b", 100), (" 1.5M ", 1572864)],
+    [
+        ("2M", 2 * 2**20),
+        ("64K", 65536),
+        ("64k", 65536),
+        ("1G", 2**30),
+        ("512", 512),
+        ("2MB", 2 * 2**20),
+        ("8 mb", 8 * 2**20),
+        ("100b", 100),
+        (" 1.5M ", 1572864),
+    ],
 )
 def test_parse_size_reads_binary_units_case_insensitively(text: str, size: int) -> None:
     assert parse_size("package_max_length", text) == size
@@ -246,8 +255,24 @@ def test_package_eof_must_be_one_to_eight_bytes(eof: str | bytes, message: str) 
 def test_every_pack_code_maps_to_a_struct_format_of_its_size() -> None:
     import struct
 
-    sizes = {"c": 1, "C": 1, "s": 2, "S": 2, "n": 2, "v": 2, "i": 4, "I": 4, "l": 4, "L": 4, "N": 4, "V": 4,
-             "q": 8, "Q": 8, "J": 8, "P": 8}
+    sizes = {
+        "c": 1,
+        "C": 1,
+        "s": 2,
+        "S": 2,
+        "n": 2,
+        "v": 2,
+        "i": 4,
+        "I": 4,
+        "l": 4,
+        "L": 4,
+        "N": 4,
+        "V": 4,
+        "q": 8,
+        "Q": 8,
+        "J": 8,
+        "P": 8,
+    }
     assert {code: struct.calcsize(fmt) for code, fmt in PACKAGE_LENGTH_TYPES.items()} == sizes
     assert normalize({"package_length_type": "n"}) == {"package_length_type": "n"}
 
@@ -384,16 +409,45 @@ def test_max_connection_above_the_open_files_limit_is_clamped(
 
 def test_resolve_fills_swoole_defaults() -> None:
     effective = resolve({}, Mode.PROCESS, cpu_count=2)
-    assert {key: effective[key] for key in (
-        "log_level", "max_wait_time", "reload_async", "dispatch_mode", "backlog", "socket_buffer_size",
-        "buffer_output_size", "package_eof", "package_length_type", "package_length_offset", "package_body_offset",
-        "package_max_length", "task_ipc_mode", "task_tmpdir", "open_tcp_nodelay", "event_loop", "task_worker_num",
-    )} == {
-        "log_level": 2, "max_wait_time": 3, "reload_async": True, "dispatch_mode": 2, "backlog": 512,
-        "socket_buffer_size": 8 * 2**20, "buffer_output_size": 2**32 - 1, "package_eof": b"\r\n\r\n",
-        "package_length_type": "N", "package_length_offset": 0, "package_body_offset": 4,
-        "package_max_length": 2 * 2**20, "task_ipc_mode": 1, "task_tmpdir": "/tmp", "open_tcp_nodelay": True,
-        "event_loop": "auto", "task_worker_num": 0,
+    assert {
+        key: effective[key]
+        for key in (
+            "log_level",
+            "max_wait_time",
+            "reload_async",
+            "dispatch_mode",
+            "backlog",
+            "socket_buffer_size",
+            "buffer_output_size",
+            "package_eof",
+            "package_length_type",
+            "package_length_offset",
+            "package_body_offset",
+            "package_max_length",
+            "task_ipc_mode",
+            "task_tmpdir",
+            "open_tcp_nodelay",
+            "event_loop",
+            "task_worker_num",
+        )
+    } == {
+        "log_level": 2,
+        "max_wait_time": 3,
+        "reload_async": True,
+        "dispatch_mode": 2,
+        "backlog": 512,
+        "socket_buffer_size": 8 * 2**20,
+        "buffer_output_size": 2**32 - 1,
+        "package_eof": b"\r\n\r\n",
+        "package_length_type": "N",
+        "package_length_offset": 0,
+        "package_body_offset": 4,
+        "package_max_length": 2 * 2**20,
+        "task_ipc_mode": 1,
+        "task_tmpdir": "/tmp",
+        "open_tcp_nodelay": True,
+        "event_loop": "auto",
+        "task_worker_num": 0,
     }
     assert "log_file" not in effective and "ssl_cert_file" not in effective
 

@@ -94,15 +94,31 @@ def encode(message: Message, msg_id: int, max_datagram: int = MAX_DATAGRAM) -> l
             # Hot path: one pack and one concatenation.
             return [
                 HEADER.pack(
-                    message.fd, msg_id, size, message.reactor_id, message.type, 0,
-                    message.server_fd, message.ext_flags, 0, message.time,
+                    message.fd,
+                    msg_id,
+                    size,
+                    message.reactor_id,
+                    message.type,
+                    0,
+                    message.server_fd,
+                    message.ext_flags,
+                    0,
+                    message.time,
                 )
                 + data
             ]
         headers = [
             HEADER.pack(
-                message.fd, msg_id, size, message.reactor_id, message.type, flags,
-                message.server_fd, message.ext_flags, 0, message.time,
+                message.fd,
+                msg_id,
+                size,
+                message.reactor_id,
+                message.type,
+                flags,
+                message.server_fd,
+                message.ext_flags,
+                0,
+                message.time,
             )
             for flags in (FLAG_CHUNK | FLAG_BEGIN, FLAG_CHUNK, FLAG_CHUNK | FLAG_END)
         ]
@@ -172,9 +188,7 @@ class Reassembler:
         """
         if len(datagram) < HEADER_SIZE:
             raise IpcError(f"datagram of {len(datagram)} bytes is shorter than the IPC header")
-        fd, msg_id, length, reactor_id, event_type, flags, server_fd, ext_flags, _, time = (
-            HEADER.unpack_from(datagram)
-        )
+        fd, msg_id, length, reactor_id, event_type, flags, server_fd, ext_flags, _, time = HEADER.unpack_from(datagram)
         if length > self.max_message:
             raise IpcError(f"message of {length} bytes exceeds max_message={self.max_message}")
         if flags and flags != _CHUNK_FLAGS:  # CHUNK|BEGIN|END is a whole message too
@@ -189,7 +203,10 @@ class Reassembler:
         return Message(event_type, fd, reactor_id, server_fd, ext_flags, time, data)
 
     def feed_batch(
-        self, datagram: bytes, on_message: Callable[[Message], object], hot_type: int = -1,
+        self,
+        datagram: bytes,
+        on_message: Callable[[Message], object],
+        hot_type: int = -1,
         on_hot: Callable[[int, int, int, float, bytes], object] | None = None,
     ) -> None:
         """Take one datagram that may carry several whole messages back to back (a writer's batch, see
@@ -224,8 +241,17 @@ class Reassembler:
                 on_message(Message(event_type, fd, reactor_id, server_fd, ext_flags, time, data))
 
     def _feed_chunk(
-        self, datagram: bytes | memoryview, fd: int, msg_id: int, length: int, reactor_id: int,
-        event_type: int, flags: int, server_fd: int, ext_flags: int, time: float,
+        self,
+        datagram: bytes | memoryview,
+        fd: int,
+        msg_id: int,
+        length: int,
+        reactor_id: int,
+        event_type: int,
+        flags: int,
+        server_fd: int,
+        ext_flags: int,
+        time: float,
     ) -> Message | None:
         if not flags & FLAG_CHUNK or flags & ~_CHUNK_FLAGS:
             # DATA_PTR/OBJ_PTR/POP_PTR carry an address that means nothing in another process.
@@ -240,15 +266,14 @@ class Reassembler:
             message = Message(event_type, fd, reactor_id, server_fd, ext_flags, time)
             partial = partials[msg_id] = _Partial(message, length)
         else:
-            partial = partials.get(msg_id)
-            if partial is None:
+            found = partials.get(msg_id)
+            if found is None:
                 self.dropped += 1
                 return None
+            partial = found
             if length != partial.length:
                 del partials[msg_id]
-                raise IpcError(
-                    f"chunk of message {msg_id} announces {length} bytes, its BEGIN {partial.length}"
-                )
+                raise IpcError(f"chunk of message {msg_id} announces {length} bytes, its BEGIN {partial.length}")
         buffer = partial.buffer
         if len(buffer) + len(datagram) - HEADER_SIZE > length:
             del partials[msg_id]
@@ -282,7 +307,7 @@ def unpack_datagram(payload: bytes) -> tuple[str, int, bytes]:
     end = _DGRAM_ADDRESS.size + size
     if len(payload) < end:
         raise IpcError("datagram payload shorter than its address")
-    return payload[_DGRAM_ADDRESS.size:end].decode(errors="replace"), port, payload[end:]
+    return payload[_DGRAM_ADDRESS.size : end].decode(errors="replace"), port, payload[end:]
 
 
 _SENDFILE_RANGE = struct.Struct("=qq")
@@ -298,7 +323,7 @@ def unpack_sendfile(payload: bytes) -> tuple[str, int, int]:
     if len(payload) <= _SENDFILE_RANGE.size:
         raise IpcError("sendfile payload shorter than its range and path")
     offset, length = _SENDFILE_RANGE.unpack_from(payload)
-    return os.fsdecode(payload[_SENDFILE_RANGE.size:]), offset, length
+    return os.fsdecode(payload[_SENDFILE_RANGE.size :]), offset, length
 
 
 class MessageIds:

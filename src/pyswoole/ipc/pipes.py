@@ -60,14 +60,17 @@ class WorkerPipes:
         results = [_pipe() for _ in range(worker_num)] if task_worker_num else []
         self.result_writers = [writer for writer, _ in results]
         self.result_ends = [reader for _, reader in results]
-        self.task_queue, self.task_queue_reader = _pipe() if task_worker_num else (None, None)
+        self.task_queue: socket.socket | None = None
+        self.task_queue_reader: socket.socket | None = None
+        if task_worker_num:
+            self.task_queue, self.task_queue_reader = _pipe()
 
     def close(self) -> None:
         for end in self.master_ends + self.worker_ends + self.result_writers + self.result_ends:
             end.close()
-        if self.task_queue is not None:
-            self.task_queue.close()
-            self.task_queue_reader.close()  # type: ignore[union-attr]
+        for queue_end in (self.task_queue, self.task_queue_reader):
+            if queue_end is not None:
+                queue_end.close()
 
 
 def send_blocking(sock: socket.socket, datagrams: list[bytes]) -> bool:
@@ -196,8 +199,12 @@ class PipeWriter:
 
 
 def read_datagrams(
-    sock: socket.socket, reassembler: codec.Reassembler, on_message: Callable[[codec.Message], object],
-    hot_type: int = -1, on_hot: Callable[[int, int, int, float, bytes], object] | None = None, limit: int = 32,
+    sock: socket.socket,
+    reassembler: codec.Reassembler,
+    on_message: Callable[[codec.Message], object],
+    hot_type: int = -1,
+    on_hot: Callable[[int, int, int, float, bytes], object] | None = None,
+    limit: int = 32,
     stopped: Callable[[], bool] | None = None,
 ) -> int:
     """Read up to ``limit`` datagrams (Swoole's fairness bound) and hand on the messages they complete, as

@@ -149,7 +149,7 @@ class ConnectionTable:
         """Fill the record of a session the allocator reserved."""
         base = self.base_of(session_id)
         q = self.q
-        q[base:base + Conn.SIZE] = memoryview(bytes(Conn.SIZE * 8)).cast("q")
+        q[base : base + Conn.SIZE] = memoryview(bytes(Conn.SIZE * 8)).cast("q")
         q[base + Conn.REACTOR_ID] = reactor_id
         q[base + Conn.SERVER_FD] = server_fd
         q[base + Conn.SOCKET_FD] = socket_fd
@@ -162,7 +162,7 @@ class ConnectionTable:
             q[base + Conn.REMOTE_FAMILY] = family
             q[base + Conn.REMOTE_PORT] = remote[1]
             start = (base + Conn.REMOTE_ADDRESS) * 8
-            self._raw[start:start + len(packed)] = packed
+            self._raw[start : start + len(packed)] = packed
         q[base + Conn.SESSION_ID] = session_id  # last: the record is valid from here on
         return base
 
@@ -172,7 +172,7 @@ class ConnectionTable:
             return ""
         start = (base + Conn.REMOTE_ADDRESS) * 8
         size = 4 if family == socket.AF_INET else 16
-        return socket.inet_ntop(family, bytes(self._raw[start:start + size]))
+        return socket.inet_ntop(family, bytes(self._raw[start : start + size]))
 
     def find(self, session_id: int) -> int:
         """The record of a live session, or -1."""
@@ -212,10 +212,17 @@ class SharedState:
         self._lock = multiprocessing.get_context("fork").Lock()
         self.globals[Global.START_TIME_US] = int(time.time() * 1_000_000)
 
+    @property
+    def table(self) -> ConnectionTable:
+        """PROCESS mode's connection table (a BASE-mode server keeps its sessions in ``sessions`` instead)."""
+        if self.connections is None:
+            raise RuntimeError("a BASE-mode server has no connection table")
+        return self.connections
+
     def slot(self, worker_id: int) -> memoryview:
         """The int64 fields of one worker's slot (see :class:`Slot`)."""
         base = worker_id * Slot.SIZE
-        return self.workers[base:base + Slot.SIZE]
+        return self.workers[base : base + Slot.SIZE]
 
     def reactor_slot(self, reactor_id: int) -> memoryview:
         return self.slot(self.worker_slots + reactor_id)

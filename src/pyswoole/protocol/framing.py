@@ -310,7 +310,7 @@ class LengthFramer(_SizedFramer):
             raise _malformed(f"package length {total} is shorter than its {self._header_size}-byte header", packages)
         if total > self._max_length:
             raise _too_large(total, self._max_length, packages)
-        return total
+        return int(total)
 
 
 class FuncFramer(_SizedFramer):

@@ -20,8 +20,16 @@ COPY_CHUNK = 256 * 1024  # per read+write on a TLS transport
 
 
 class FileSender:
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, path: str, offset: int,
-                 length: int, on_progress: Callable[[], None], on_done: Callable[[OSError | None], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        path: str,
+        offset: int,
+        length: int,
+        on_progress: Callable[[], None],
+        on_done: Callable[[OSError | None], None],
+    ) -> None:
         self._loop = loop
         self._transport = transport
         self._offset = offset

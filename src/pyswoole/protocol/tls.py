@@ -39,7 +39,7 @@ def _existing_file(settings: Mapping[str, Any], key: str, where: str) -> str:
         raise _fail(key, f"is required for the SSL port {where}")
     if not os.path.isfile(path):
         raise _fail(key, f"{path!r} is not a readable file (SSL port {where})")
-    return path
+    return str(path)
 
 
 def server_context(settings: Mapping[str, Any], where: str) -> ssl.SSLContext:
@@ -47,14 +47,15 @@ def server_context(settings: Mapping[str, Any], where: str) -> ssl.SSLContext:
     context = _certificate_context(settings, settings, where)
     sni_certs = settings.get("ssl_sni_certs")
     if sni_certs:
-        by_name = {name: _certificate_context(settings, files, f"{where} (SNI {name})")
-                   for name, files in sni_certs.items()}
+        by_name = {
+            name: _certificate_context(settings, files, f"{where} (SNI {name})") for name, files in sni_certs.items()
+        }
 
         def pick_certificate(ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
             if server_name in by_name:
                 ssl_object.context = by_name[server_name]
 
-        context.sni_callback = pick_certificate  # type: ignore[assignment]
+        context.sni_callback = pick_certificate
     return context
 
 

@@ -42,8 +42,13 @@ def prepare(rt: Runtime) -> None:
 
 def single_process(rt: Runtime) -> bool:
     setting = rt.setting
-    return rt.mode == Mode.BASE and setting["worker_num"] == 1 and setting["task_worker_num"] == 0 \
-        and setting["max_request"] == 0 and not rt.processes
+    return (
+        rt.mode == Mode.BASE
+        and setting["worker_num"] == 1
+        and setting["task_worker_num"] == 0
+        and setting["max_request"] == 0
+        and not rt.processes
+    )
 
 
 def run(rt: Runtime) -> None:

@@ -49,7 +49,11 @@ class CallbackRunner:
             if not task.cancelled():
                 exc = task.exception()
                 if exc is not None:
-                    logger.error("callback %s failed", coroutine.__qualname__, exc_info=(type(exc), exc, exc.__traceback__))
+                    logger.error(
+                        "callback %s failed",
+                        getattr(coroutine, "__qualname__", coroutine),
+                        exc_info=(type(exc), exc, exc.__traceback__),
+                    )
                 else:
                     value = task.result()
             if then is not None:

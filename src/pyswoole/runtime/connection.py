@@ -47,10 +47,35 @@ class Reactor(Protocol):
 
 class Connection(asyncio.Protocol):
     __slots__ = (
-        "reactor", "port", "reactor_id", "session_id", "transport", "socket_fd", "remote_ip", "remote_port",
-        "connect_time", "last_recv_time", "last_send_time", "last_dispatch_time", "close_errno", "closed",
-        "closing", "peer_closed", "uid", "paused", "overflow", "writable", "handlers", "framer", "ready",
-        "idle_timer", "idle_queued", "file_queue", "file_sender", "close_queued", "held",
+        "reactor",
+        "port",
+        "reactor_id",
+        "session_id",
+        "transport",
+        "socket_fd",
+        "remote_ip",
+        "remote_port",
+        "connect_time",
+        "last_recv_time",
+        "last_send_time",
+        "last_dispatch_time",
+        "close_errno",
+        "closed",
+        "closing",
+        "peer_closed",
+        "uid",
+        "paused",
+        "overflow",
+        "writable",
+        "handlers",
+        "framer",
+        "ready",
+        "idle_timer",
+        "idle_queued",
+        "file_queue",
+        "file_sender",
+        "close_queued",
+        "held",
     )
 
     def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
@@ -117,8 +142,9 @@ class Connection(asyncio.Protocol):
         try:
             return self.framer.feed(data)  # type: ignore[union-attr]
         except FramingError as exc:
-            logger.warning("session %d from %s: %s [%d]; connection closed", self.session_id, self.remote_ip,
-                           exc, exc.code)
+            logger.warning(
+                "session %d from %s: %s [%d]; connection closed", self.session_id, self.remote_ip, exc, exc.code
+            )
             self.close_errno = exc.code
             if self.transport is not None:
                 self.transport.close()
@@ -171,8 +197,16 @@ class Connection(asyncio.Protocol):
         self.writable = False
 
     def _send_file(self, path: str, offset: int, length: int) -> None:
-        self.file_sender = FileSender(asyncio.get_running_loop(), self.transport, path, offset, length,  # type: ignore[arg-type]
-                                      self._file_progress, self._file_done)
+        assert self.transport is not None
+        self.file_sender = FileSender(
+            asyncio.get_running_loop(),
+            self.transport,
+            path,
+            offset,
+            length,
+            self._file_progress,
+            self._file_done,
+        )
 
     def _file_progress(self) -> None:
         self.last_send_time = _now()
@@ -191,7 +225,7 @@ class Connection(asyncio.Protocol):
                 self.transport.write(item)  # type: ignore[union-attr]
                 continue
             try:
-                self._send_file(*item)  # type: ignore[misc]
+                self._send_file(*item)
                 return
             except OSError as exc:
                 logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, item[0], exc)
@@ -262,7 +296,7 @@ class Connection(asyncio.Protocol):
 
     def heartbeat_expired(self, now: float) -> bool:
         """Nothing received (or nothing since it connected) for longer than its port's heartbeat_idle_time."""
-        idle_time = self.port.protocol["heartbeat_idle_time"]
+        idle_time: int = self.port.protocol["heartbeat_idle_time"]
         return idle_time > 0 and self.last_recv_time <= now - idle_time
 
     def _check_idle(self) -> None:
@@ -282,8 +316,7 @@ class Connection(asyncio.Protocol):
             logger.info("session %d idle for %.3f s (max_idle_time): closed", self.session_id, now - last_active)
             self.reactor.force_close(self)
         else:
-            self.idle_timer = asyncio.get_running_loop().call_later(last_active + max_idle_time - now,
-                                                                    self._check_idle)
+            self.idle_timer = asyncio.get_running_loop().call_later(last_active + max_idle_time - now, self._check_idle)
 
     def send_queued_bytes(self) -> int:
         transport = self.transport
@@ -329,12 +362,17 @@ def adopt(loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Connection
     ``on_handshake_failed`` is told, the socket is closed, and no worker ever hears of it."""
     context = conn.port.ssl_context
     try:
-        peer = "%s:%s" % sock.getpeername()[:2] if sock.family != socket.AF_UNIX else "a unix socket"
+        peer = "{}:{}".format(*sock.getpeername()[:2]) if sock.family != socket.AF_UNIX else "a unix socket"
     except OSError:
         peer = "a vanished peer"
-    task = loop.create_task(loop.connect_accepted_socket(
-        lambda: conn, sock, ssl=context,
-        ssl_handshake_timeout=conn.port.handshake_timeout if context is not None else None))
+    task = loop.create_task(
+        loop.connect_accepted_socket(
+            lambda: conn,
+            sock,
+            ssl=context,
+            ssl_handshake_timeout=conn.port.handshake_timeout if context is not None else None,
+        )
+    )
 
     def adopted(task: asyncio.Task[Any]) -> None:
         exc = None if task.cancelled() else task.exception()

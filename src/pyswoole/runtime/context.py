@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import setproctitle
+
 from ..constants import ErrorCode, Mode
 from ..errors import ServerError
 from ..log import logger
@@ -30,11 +32,6 @@ if TYPE_CHECKING:
     from .task_worker import TaskWorker
     from .timers import Timers
     from .worker import EventWorker
-
-try:
-    import setproctitle
-except ImportError:  # optional: without it processes keep the interpreter's name
-    setproctitle = None
 
 
 class Runtime:
@@ -77,6 +74,14 @@ class Runtime:
         self.factory = ProcessFactory(self) if self.mode == Mode.PROCESS else BaseFactory(self)
         self.started = True
 
+    @property
+    def process_factory(self) -> ProcessFactory:
+        """The factory, where only PROCESS mode can be (a worker's dealings with the reactor threads)."""
+        factory = self.factory
+        if not isinstance(factory, ProcessFactory):
+            raise RuntimeError("a BASE-mode server has no reactor threads")
+        return factory
+
     def check_not_started(self, what: str) -> None:
         """Configuration calls (set, on, add_listener, ...) are refused once the server runs."""
         if self.started:
@@ -111,8 +116,7 @@ class Runtime:
 
     def set_title(self, role: str) -> None:
         """Name this process in ps/top: ``<process_name>: <role>``."""
-        if setproctitle is not None:
-            setproctitle.setproctitle(f"{self.setting['process_name']}: {role}")
+        setproctitle.setproctitle(f"{self.setting['process_name']}: {role}")
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(self.setting["event_loop"])

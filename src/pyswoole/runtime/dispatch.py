@@ -30,7 +30,7 @@ def address_key(ip: str) -> int:
     anything else (a UNIX path) its CRC32."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            return _NATIVE_U32.unpack(socket.inet_pton(family, ip)[-4:])[0]
+            return int(_NATIVE_U32.unpack(socket.inet_pton(family, ip)[-4:])[0])
         except OSError:
             continue
     return zlib.crc32(ip.encode())
@@ -59,7 +59,7 @@ class Dispatcher:
             return socket_fd % self.worker_num
         if mode == 1:
             return self._next_round()
-        table = self._shared.connections
+        table = self._shared.table
         assert table is not None
         if mode == 4:
             return address_key(table.remote_ip(base)) % self.worker_num
@@ -86,7 +86,7 @@ class Dispatcher:
 
     def owner_of(self, base: int, socket_fd: int) -> int:
         """The worker that handles Connect/Close (and a forwarded close) of a connection."""
-        table = self._shared.connections
+        table = self._shared.table
         if self.mode == 8 and table is not None and table.q[base + Conn.WORKER_ID] >= 0:
             return table.q[base + Conn.WORKER_ID]
         if self.mode == 4 and table is not None:
@@ -96,7 +96,7 @@ class Dispatcher:
     def release(self, base: int) -> None:
         """A connection went away: free its mode-8 stickiness."""
         if self.mode == 8:
-            table = self._shared.connections
+            table = self._shared.table
             worker_id = table.q[base + Conn.WORKER_ID] if table is not None else -1
             if worker_id >= 0:
                 self._sticky_load[worker_id] -= 1
@@ -129,8 +129,10 @@ class Dispatcher:
         if worker_id == FALLBACK:
             return FALLBACK
         if not isinstance(worker_id, int) or worker_id >= self.worker_num:
-            logger.warning("dispatch_func returned %r, not a worker id below %d; the package is dropped",
-                           worker_id, self.worker_num)
+            logger.warning(
+                "dispatch_func returned %r, not a worker id below %d; the package is dropped",
+                worker_id,
+                self.worker_num,
+            )
             return DISCARD
         return worker_id if worker_id >= 0 else DISCARD
-

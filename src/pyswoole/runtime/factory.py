@@ -70,8 +70,10 @@ class BaseFactory(_Factory):
             code = worker.sendfile(session_id, path, offset, length)
             if code != _NOT_EXIST:
                 return code
-        return self._forward(session_id, codec.Message(EventType.SEND_FILE, fd=session_id,
-                                                     data=codec.pack_sendfile(path, offset, length)))
+        return self._forward(
+            session_id,
+            codec.Message(EventType.SEND_FILE, fd=session_id, data=codec.pack_sendfile(path, offset, length)),
+        )
 
     def close(self, session_id: int, reset: bool) -> int:
         worker = self.rt.worker
@@ -90,7 +92,7 @@ class BaseFactory(_Factory):
 
     def _forward(self, session_id: int, message: codec.Message) -> int:
         rt = self.rt
-        owner = rt.shared.session_owner(session_id)  # type: ignore[union-attr]
+        owner = rt.shared.session_owner(session_id)
         if owner < 0 or rt.pipes is None or rt.worker is not None and owner == rt.worker.worker_id:
             return _NOT_EXIST
         return self._write(rt.pipes.master_ends[owner], message)
@@ -121,8 +123,10 @@ class BaseFactory(_Factory):
         worker = self.rt.worker
         if worker is None:
             return []
-        return [conn.session_id for conn in
-                expired_connections((c for c in worker.connections.values() if not c.closed), now)]
+        return [
+            conn.session_id
+            for conn in expired_connections((c for c in worker.connections.values() if not c.closed), now)
+        ]
 
     def bind(self, session_id: int, uid: int) -> int:
         conn = self._conn(session_id)
@@ -144,7 +148,7 @@ class ProcessFactory(_Factory):
         self.reactor_pipe_num = max(1, setting["worker_num"] // self.reactor_num)
         self.output_limit: int = setting["buffer_output_size"]
         self.dispatcher = Dispatcher(setting, rt.shared, rt.server)
-        self.table = rt.shared.connections
+        self.table = rt.shared.table
         self.table_q, self.table_slots = self.table.q, self.table.size
         self.ports = {port.fileno: port for port in rt.ports}
 
@@ -163,8 +167,14 @@ class ProcessFactory(_Factory):
     def send(self, session_id: int, data: bytes) -> int:
         q = self.table_q
         base = (session_id % self.table_slots) * _CONN_SIZE  # table.find, inlined: this is the per-package path
-        if session_id <= 0 or q[base + _SESSION_ID] != session_id or q[base + _CLOSED] \
-                or q[base + _PEER_CLOSED] or q[base + _OVERFLOW] or len(data) > self.output_limit:
+        if (
+            session_id <= 0
+            or q[base + _SESSION_ID] != session_id
+            or q[base + _CLOSED]
+            or q[base + _PEER_CLOSED]
+            or q[base + _OVERFLOW]
+            or len(data) > self.output_limit
+        ):
             return self._refusal(session_id, len(data))
         reactor_id = q[base + _REACTOR_ID]
         worker = self.rt.worker
@@ -193,8 +203,11 @@ class ProcessFactory(_Factory):
         base, code = self._writable_record(session_id)
         if code:
             return code
-        return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID],
-                               codec.Message(EventType.SEND_FILE, session_id, data=codec.pack_sendfile(path, offset, length)))
+        return self.to_reactor(
+            session_id,
+            self.table.q[base + Conn.REACTOR_ID],
+            codec.Message(EventType.SEND_FILE, session_id, data=codec.pack_sendfile(path, offset, length)),
+        )
 
     def to_reactor(self, session_id: int, reactor_id: int, message: codec.Message) -> int:
         rt = self.rt
@@ -221,8 +234,10 @@ class ProcessFactory(_Factory):
             worker.close_session(session_id, base, reset)
             return 0
         # Close runs in the worker that owns the session's events; ask it.
-        return self._write(self.rt.pipes.master_ends[owner],  # type: ignore[union-attr]
-                           codec.Message(EventType.CLOSE_FORWARD, session_id, ext_flags=int(reset)))
+        return self._write(
+            self.rt.pipes.master_ends[owner],  # type: ignore[union-attr]
+            codec.Message(EventType.CLOSE_FORWARD, session_id, ext_flags=int(reset)),
+        )
 
     def set_reading(self, session_id: int, reading: bool) -> int:
         base = self.table.find(session_id)
@@ -295,8 +310,7 @@ class ProcessFactory(_Factory):
         live = []
         for base in range(0, self.table.size * Conn.SIZE, Conn.SIZE):
             session_id = q[base + Conn.SESSION_ID]
-            if session_id and q[base + Conn.READY] and not q[base + Conn.CLOSED] \
-                    and not q[base + Conn.PEER_CLOSED]:
+            if session_id and q[base + Conn.READY] and not q[base + Conn.CLOSED] and not q[base + Conn.PEER_CLOSED]:
                 live.append((q[base + Conn.SOCKET_FD], session_id))
         return live
 

@@ -50,8 +50,9 @@ class Manager:
         setting = rt.setting
         self.worker_num: int = setting["worker_num"]
         self.task_worker_num: int = setting["task_worker_num"]
-        self.user_ids = range(self.worker_num + self.task_worker_num,
-                              self.worker_num + self.task_worker_num + len(rt.processes))
+        self.user_ids = range(
+            self.worker_num + self.task_worker_num, self.worker_num + self.task_worker_num + len(rt.processes)
+        )
         self.pids: dict[int, int] = {}  # pid -> worker id
         self.current: dict[int, int] = {}  # worker id -> pid of its current incarnation
         self.started_at: dict[int, float] = {}  # worker id -> start time of the current incarnation
@@ -85,16 +86,18 @@ class Manager:
         previous = {sig: signal.signal(sig, self._record) for sig in HANDLED_SIGNALS}
         try:
             # As Swoole: task workers first (their ids follow the event workers'), event workers, user processes.
-            for worker_id in (*range(self.worker_num, self.worker_num + self.task_worker_num),
-                              *range(self.worker_num), *self.user_ids):
+            for worker_id in (
+                *range(self.worker_num, self.worker_num + self.task_worker_num),
+                *range(self.worker_num),
+                *self.user_ids,
+            ):
                 self.spawn(worker_id)
             rt.call_event("manager_start", rt.server)
             while self.running:
                 if self.master_pid and os.getppid() != self.master_pid:
                     logger.warning("master process is gone, the manager stops")
                     break
-                self._handle_signals()
-                if not self.running:
+                if not self._handle_signals():
                     break
                 self._reap()
                 self._respawn_due()
@@ -132,7 +135,8 @@ class Manager:
         except (BlockingIOError, InterruptedError):
             pass
 
-    def _handle_signals(self) -> None:
+    def _handle_signals(self) -> bool:
+        """Act on the signals recorded since the last pass; False once one of them stops the manager."""
         while self.signals:
             signum = self.signals.popleft()
             if signum in STOP_SIGNALS:
@@ -143,6 +147,7 @@ class Manager:
                 log.reopen()
                 for pid in list(self.pids):
                     _kill(pid, signal.SIGRTMIN)
+        return self.running
 
     # Children -------------------------------------------------------------------------------------------
 
@@ -203,7 +208,9 @@ class Manager:
         asked_to_stop = pid in self.terminated
         self.terminated.discard(pid)
         if exit_code or signo and not (asked_to_stop and signo == signal.SIGTERM):
-            logger.warning("worker(pid=%d, id=%d) abnormal exit, status=%d, signal=%d", pid, worker_id, exit_code, signo)
+            logger.warning(
+                "worker(pid=%d, id=%d) abnormal exit, status=%d, signal=%d", pid, worker_id, exit_code, signo
+            )
             rt.call_event("worker_error", rt.server, worker_id, pid, exit_code, signo)
         if self.current.get(worker_id) != pid:
             return  # an old incarnation, replaced already (reload_async): nothing more to do
@@ -218,7 +225,7 @@ class Manager:
         crashed = exit_code or signo or worker_id in self.user_ids
         if crashed and lived < FAST_EXIT and not was_reloading:
             failures = self.failures[worker_id] = self.failures.get(worker_id, 0) + 1
-            delay = min(MAX_BACKOFF, 0.1 * 2 ** failures)
+            delay = min(MAX_BACKOFF, 0.1 * 2**failures)
             logger.warning("worker %d died %.2fs after starting; restarting it in %.1fs", worker_id, lived, delay)
             self.respawn_at[worker_id] = time.monotonic() + delay
         else:
@@ -239,8 +246,11 @@ class Manager:
         rt = self.rt
         if self.reloading:
             return False
-        ids = range(self.worker_num, self.worker_num + self.task_worker_num) if only_task_workers else \
-            range(self.worker_num + self.task_worker_num)
+        ids = (
+            range(self.worker_num, self.worker_num + self.task_worker_num)
+            if only_task_workers
+            else range(self.worker_num + self.task_worker_num)
+        )
         if only_task_workers and not self.task_worker_num:
             logger.warning("cannot reload task workers, task workers is not started")
             return False
@@ -296,8 +306,12 @@ class Manager:
             pid = self.current.get(worker_id)
             beat = self.rt.shared.slot(worker_id)[Slot.HEARTBEAT_MS]
             if pid is not None and beat and now_ms - beat > limit_ms and pid not in self.reloading:
-                logger.warning("worker(pid=%d, id=%d) has not answered for %.1fs (worker_timeout), killed",
-                               pid, worker_id, (now_ms - beat) / 1000)
+                logger.warning(
+                    "worker(pid=%d, id=%d) has not answered for %.1fs (worker_timeout), killed",
+                    pid,
+                    worker_id,
+                    (now_ms - beat) / 1000,
+                )
                 _kill(pid, signal.SIGKILL)
                 self.rt.shared.slot(worker_id)[Slot.HEARTBEAT_MS] = 0
 
@@ -328,7 +342,6 @@ class Manager:
                 worker_id = self.pids.pop(pid, None)
                 if worker_id is not None:
                     self._on_exit(worker_id, pid, status)
-
 
     def _terminate(self, pid: int) -> None:
         self.terminated.add(pid)

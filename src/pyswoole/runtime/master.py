@@ -105,7 +105,7 @@ class Master:
 
     def _accept(self, port: Port) -> None:
         shared = self.shared
-        table = shared.connections
+        table = shared.table
         reactors = self.reactors
         for _ in range(ACCEPT_BATCH):
             try:
@@ -151,7 +151,7 @@ class Master:
             done = threading.Event()
             events.append(done)
             reactor.call(reactor.shutdown, done)
-        for reactor, done in zip(self.reactors, events):
+        for reactor, done in zip(self.reactors, events, strict=False):
             done.wait(self.rt.setting["max_wait_time"] + 1)
             reactor.thread.join(1)
 
@@ -176,4 +176,3 @@ class Master:
         logger.warning("manager process %d did not stop in time, killed", pid)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-

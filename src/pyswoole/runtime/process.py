@@ -19,8 +19,13 @@ PIPE_STREAM, PIPE_DGRAM = 1, 2
 
 
 class Process:
-    def __init__(self, callback: Callable[[Process], Any], redirect_stdin_stdout: bool = False,
-                 pipe_type: int = PIPE_DGRAM, enable_coroutine: bool = False) -> None:
+    def __init__(
+        self,
+        callback: Callable[[Process], Any],
+        redirect_stdin_stdout: bool = False,
+        pipe_type: int = PIPE_DGRAM,
+        enable_coroutine: bool = False,
+    ) -> None:
         if not callable(callback):
             raise TypeError(f"Process callback must be callable, not {type(callback).__name__}")
         if pipe_type not in (0, PIPE_STREAM, PIPE_DGRAM):

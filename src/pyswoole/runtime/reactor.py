@@ -40,17 +40,28 @@ pack = codec.pack
 _DISPATCH, _RECV_BYTES = Slot.DISPATCH, Slot.RECV_BYTES
 _LAST_RECV_TIME, _LAST_SEND_TIME = Conn.LAST_RECV_TIME, Conn.LAST_SEND_TIME
 _LAST_DISPATCH_TIME, _RECV_QUEUED_BYTES, _SEND_QUEUED_BYTES = (
-    Conn.LAST_DISPATCH_TIME, Conn.RECV_QUEUED_BYTES, Conn.SEND_QUEUED_BYTES)
+    Conn.LAST_DISPATCH_TIME,
+    Conn.RECV_QUEUED_BYTES,
+    Conn.SEND_QUEUED_BYTES,
+)
 
 
 class ReactorConnection(Connection):
     """A connection owned by one of PROCESS mode's reactor threads: each package is sent to a worker."""
 
-    __slots__ = ("base", "table_d", "table_q", "counters", "full", "close_force", "throttled", "server_fd",
-                 "worker_writer")
+    __slots__ = (
+        "base",
+        "table_d",
+        "table_q",
+        "counters",
+        "full",
+        "close_force",
+        "throttled",
+        "server_fd",
+        "worker_writer",
+    )
 
-    def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int,
-                 base: int) -> None:
+    def __init__(self, reactor: ReactorThread, port: Port, handlers: PortHandlers, session_id: int, base: int) -> None:
         super().__init__(reactor, port, handlers, reactor.reactor_id)
         self.session_id = session_id
         self.base = base
@@ -118,7 +129,7 @@ class ReactorThread:
         self.reactor_num: int = setting["reactor_num"]
         self.worker_num: int = setting["worker_num"]
         self.shared = rt.shared
-        self.table = self.shared.connections
+        self.table = self.shared.table
         self.table_q, self.table_d = self.table.q, self.table.d
         self.slot = self.shared.reactor_slot(reactor_id)
         self.handlers = handlers
@@ -150,7 +161,8 @@ class ReactorThread:
         asyncio.set_event_loop(loop)
         self.counters = SlotCounters(self.slot, loop)
         pipes = rt.pipes
-        self._writers = [PipeWriter(loop, master_end) for master_end in pipes.master_ends[:self.worker_num]]
+        assert pipes is not None  # PROCESS mode always has a manager, hence pipes
+        self._writers = [PipeWriter(loop, master_end) for master_end in pipes.master_ends[: self.worker_num]]
         for worker_id in range(self.worker_num):
             if worker_id % self.reactor_num == self.reactor_id:
                 master_end = pipes.master_ends[worker_id]
@@ -205,9 +217,17 @@ class ReactorThread:
             if worker_id >= 0:
                 # A TLS client's certificate travels with Connect; only that worker keeps it, as in Swoole.
                 certificate = conn.client_certificate().encode() if conn.port.ssl_context is not None else b""
-                self._to_worker(worker_id, codec.Message(EventType.CONNECT, conn.session_id, self.reactor_id,
-                                                       conn.port.fileno, time=conn.connect_time,
-                                                       data=certificate))
+                self._to_worker(
+                    worker_id,
+                    codec.Message(
+                        EventType.CONNECT,
+                        conn.session_id,
+                        self.reactor_id,
+                        conn.port.fileno,
+                        time=conn.connect_time,
+                        data=certificate,
+                    ),
+                )
 
     def dispatch(self, conn: ReactorConnection, data: bytes, now: float) -> None:
         if self._fd_modulo:  # the default mode, decided here without a call: this is the hot path
@@ -225,8 +245,10 @@ class ReactorThread:
             if not self._writers[worker_id].write(datagram):
                 self.dropped(worker_id, _RECV_DATA, conn.session_id)
         else:
-            self._to_worker(worker_id, codec.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id,
-                                                   conn.port.fileno, 0, now, data))
+            self._to_worker(
+                worker_id,
+                codec.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id, conn.port.fileno, 0, now, data),
+            )
         if self.max_queued_bytes and not conn.throttled and self._queued(conn) > self.max_queued_bytes:
             conn.throttled = True
             conn.transport.pause_reading()  # type: ignore[union-attr]
@@ -259,8 +281,10 @@ class ReactorThread:
         conn.full = full
         callback = conn.handlers.buffer_full if full else conn.handlers.buffer_empty
         if self.dispatcher.notify and callback is not None:
-            self._to_worker(self.dispatcher.owner_of(conn.base, conn.socket_fd),
-                            codec.Message(kind, conn.session_id, self.reactor_id, conn.port.fileno))
+            self._to_worker(
+                self.dispatcher.owner_of(conn.base, conn.socket_fd),
+                codec.Message(kind, conn.session_id, self.reactor_id, conn.port.fileno),
+            )
 
     def on_disconnect(self, conn: Connection, exc: Exception | None) -> None:
         assert isinstance(conn, ReactorConnection)
@@ -312,8 +336,9 @@ class ReactorThread:
         now = _now()
         candidates = [conn for conn in self.connections.values() if not conn.peer_closed and not conn.close_force]
         for conn in expired_connections(candidates, now):
-            logger.info("session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id,
-                        now - conn.last_recv_time)
+            logger.info(
+                "session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id, now - conn.last_recv_time
+            )
             self.force_close(conn)
         self.loop.call_later(self.heartbeat_interval, self._heartbeat)  # type: ignore[union-attr]
 
@@ -335,8 +360,7 @@ class ReactorThread:
             self.dropped(worker_id, message.type, message.fd)
 
     def dropped(self, worker_id: int, event_type: int, session_id: int) -> None:
-        logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id, event_type,
-                       session_id)
+        logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id, event_type, session_id)
 
     def _read_pipe(self, sock: socket.socket) -> None:
         read_datagrams(sock, self._reassembler, self.handle, _SEND_DATA, self._send_data)
@@ -407,8 +431,18 @@ class ReactorThread:
             if worker_id < 0:
                 continue
             counters.values[Slot.DISPATCH] += 1
-            self._to_worker(worker_id, codec.Message(EventType.RECV_DGRAM, 0, self.reactor_id, port.fileno, 0,
-                                                   _now(), codec.pack_datagram(host, remote_port, data)))
+            self._to_worker(
+                worker_id,
+                codec.Message(
+                    EventType.RECV_DGRAM,
+                    0,
+                    self.reactor_id,
+                    port.fileno,
+                    0,
+                    _now(),
+                    codec.pack_datagram(host, remote_port, data),
+                ),
+            )
 
     # Shutdown -------------------------------------------------------------------------------------------
 

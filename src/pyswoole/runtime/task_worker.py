@@ -126,16 +126,17 @@ class TaskWorker:
         signal.signal(signal.SIGTERM, lambda signum, frame: self.stop())
         rt.call_event("worker_start", self.server, self.worker_id)
         manager_pid = os.getppid()
+        sources = {sock.fileno(): sock for sock in self.sources}
         while not self.stopping:
-            readable, _, _ = select.select([*self.sources, wake_read], [], [], 1.0)
+            readable, _, _ = select.select([*sources, wake_read], [], [], 1.0)
             if os.getppid() != manager_pid:
                 logger.warning("manager process is gone, task worker %d stops", self.worker_id)
                 break
-            for sock in readable:
-                if sock == wake_read:
+            for fd in readable:
+                if fd == wake_read:
                     os.read(wake_read, 512)
                     continue
-                self._take(sock)
+                self._take(sources[fd])
         rt.call_event("worker_stop", self.server, self.worker_id)
         os.close(wake_read)
         os.close(wake_write)
@@ -173,11 +174,11 @@ class TaskWorker:
         callback = self.rt.callbacks["task"]  # start() refuses task workers without one
         if self.coroutine:
             task = Task(data, message.fd, message.reactor_id, message.ext_flags, message.time, self)
-            self.runner.call(callback, (server, task), lambda result: self._task_done(task, result))  # type: ignore[arg-type]
+            self.runner.call(callback, (server, task), lambda result: self._task_done(task, result))
         else:
             self.current, self._finished = message, False
             try:
-                result = callback(server, message.fd, message.reactor_id, data)  # type: ignore[misc]
+                result = callback(server, message.fd, message.reactor_id, data)
             except Exception:
                 logger.exception("Task callback failed (task %d from worker %d)", message.fd, message.reactor_id)
                 result = False if message.ext_flags & WAITALL else None  # a waiter gets False

@@ -108,8 +108,9 @@ class TaskClient:
             logger.warning("task: cannot dispatch a task from a task worker")
             return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
         if not -1 <= dst_worker_id < self.task_worker_num:
-            logger.warning("task: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id,
-                           self.task_worker_num - 1)
+            logger.warning(
+                "task: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id, self.task_worker_num - 1
+            )
             return rt.fail(ErrorCode.INVALID_PARAMS)
         payload, flags = pack_payload(data, self.tmpdir)
         flags |= NONBLOCK
@@ -135,7 +136,12 @@ class TaskClient:
         source = rt.worker_id if rt.worker is not None else -1
         message = codec.Message(EventType.TASK, task_id, source, ext_flags=flags, data=payload)
         datagrams = codec.encode(message, codec.next_msg_id())
-        sock = rt.pipes.task_queue if self.preemptive and dst_worker_id < 0 else rt.pipes.master_ends[target]  # type: ignore[union-attr]
+        worker_pipes = rt.pipes
+        assert worker_pipes is not None  # task workers exist, so does the manager with its pipes
+        queue = worker_pipes.task_queue
+        sock = (
+            queue if queue is not None and self.preemptive and dst_worker_id < 0 else worker_pipes.master_ends[target]
+        )
         worker = rt.worker
         if worker is not None and not flags & WAITALL:
             # A task worker takes one datagram at a time (to stop exactly at task_max_request, and to leave
@@ -155,12 +161,12 @@ class TaskClient:
         if rt.worker is not None:
             rt.worker.slot[Slot.TASK_DISPATCHED] += 1
         else:
-            with shared.locked():  # type: ignore[union-attr]
-                shared.globals[Global.TASKS_FROM_OTHERS] += 1  # type: ignore[union-attr]
+            with shared.locked():
+                shared.globals[Global.TASKS_FROM_OTHERS] += 1
 
     def _pick_task_worker(self) -> int:
         """An idle task worker, round robin among them; the next in turn when all are busy."""
-        workers = self.rt.shared.workers  # type: ignore[union-attr]
+        workers = self.rt.shared.workers
         count = self.task_worker_num
         for _ in range(count):
             self._round = (self._round + 1) % count
@@ -177,8 +183,9 @@ class TaskClient:
 
     def task_wait(self, data: Any, timeout: float, dst_worker_id: int) -> Any:
         if not -1 <= dst_worker_id < self.task_worker_num:
-            logger.warning("task_wait: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id,
-                           self.task_worker_num - 1)
+            logger.warning(
+                "task_wait: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id, self.task_worker_num - 1
+            )
             return self.rt.fail(ErrorCode.INVALID_PARAMS)
         if not self._may_wait("task_wait"):
             return False
@@ -224,10 +231,10 @@ class TaskClient:
             messages: list[codec.Message] = []
             pipes.read_datagrams(sock, reassembler, messages.append)
             for message in messages:
-                index = pending.pop(message.fd, None)
-                if index is None:
+                if message.fd not in pending:
                     discard_payload(message.data, message.ext_flags)  # late result of a timed-out task
                     continue
+                index = pending.pop(message.fd)
                 try:
                     results[index] = unpack_payload(message.data, message.ext_flags)
                 except PayloadError as exc:
@@ -304,7 +311,9 @@ class TaskClient:
         note = codec.Message(EventType.PIPE_MESSAGE, 0, rt.worker_id, ext_flags=flags, data=payload)
         datagrams = codec.encode(note, codec.next_msg_id())
         worker = rt.worker
-        sent = worker.writer_for(sock).write_all(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
+        sent = (
+            worker.writer_for(sock).write_all(datagrams) if worker is not None else pipes.send_blocking(sock, datagrams)
+        )
         if sent:
             return True
         discard_payload(payload, flags)
@@ -322,4 +331,3 @@ def deliver_pipe_message(rt: Runtime, message: codec.Message, call: Callable[...
         logger.error("pipe message from worker %d dropped: %s", message.reactor_id, exc)
         return
     call(callback, (rt.server, message.reactor_id, payload))
-

@@ -68,7 +68,7 @@ class Timers:
     def _run(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
             result = callback(*args)
-            if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
                 self._loop.create_task(result)
         except Exception:
             logger.exception("timer callback %r failed", callback)

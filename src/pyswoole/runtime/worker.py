@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import log
@@ -79,7 +80,7 @@ class WorkerConnection(Connection):
             slot = self.slot
             slot[_STATUS] = _BUSY
             try:
-                handlers.receive(self.server, self.session_id, self.reactor_id, data)  # type: ignore[misc]
+                handlers.receive(self.server, self.session_id, self.reactor_id, data)
             except Exception:
                 counts[_FAILED] += 1
                 logger.exception("Receive callback failed (fd=%d)", self.session_id)
@@ -102,9 +103,9 @@ class EventWorker:
         self.shared = rt.shared
         self.slot = self.shared.slot(worker_id)
         self.process_mode = rt.mode == Mode.PROCESS
-        table = self.shared.connections  # PROCESS mode's shared connection table
-        self._conn_q = table.q if table is not None else None
-        self._conn_slots = table.size if table is not None else 0
+        table = self.shared.connections  # PROCESS mode's shared connection table (BASE: none, never read)
+        self._conn_q = table.q if table is not None else memoryview(bytearray(8)).cast("q")
+        self._conn_slots = table.size if table is not None else 1
         self.connections: dict[int, Connection] = {}  # BASE mode: the sessions this worker owns
         self.closing_sessions: set[int] = set()  # PROCESS mode: sessions whose Close callback is running
         primary = rt.ports[0]
@@ -118,15 +119,20 @@ class EventWorker:
         self._writers: dict[int, pipes.PipeWriter] = {}
         self.reactor_writers: list[pipes.PipeWriter] = []
         self._reassembler = codec.Reassembler()
-        self._on_message = {
-            EventType.RECV_DATA: lambda message: self._recv_data(message.fd, message.reactor_id, message.server_fd,
-                                                                 message.time, message.data),
+        self._on_message: dict[int, Callable[[codec.Message], None]] = {
+            EventType.RECV_DATA: lambda message: self._recv_data(
+                message.fd, message.reactor_id, message.server_fd, message.time, message.data
+            ),
             EventType.RECV_DGRAM: self._recv_datagram,
-            EventType.CONNECT: self._connect_event, EventType.CLOSE: self._close_event,
-            EventType.BUFFER_FULL: self._buffer_event, EventType.BUFFER_EMPTY: self._buffer_event,
-            EventType.SEND_DATA: self._forwarded_send, EventType.CLOSE_FORWARD: self._forwarded_close,
+            EventType.CONNECT: self._connect_event,
+            EventType.CLOSE: self._close_event,
+            EventType.BUFFER_FULL: self._buffer_event,
+            EventType.BUFFER_EMPTY: self._buffer_event,
+            EventType.SEND_DATA: self._forwarded_send,
+            EventType.CLOSE_FORWARD: self._forwarded_close,
             EventType.SEND_FILE: self._forwarded_sendfile,
-            EventType.PAUSE_RECV: self._forwarded_reading, EventType.RESUME_RECV: self._forwarded_reading,
+            EventType.PAUSE_RECV: self._forwarded_reading,
+            EventType.RESUME_RECV: self._forwarded_reading,
             EventType.SHUTDOWN: lambda message: self.stop(),
             EventType.FINISH: lambda message: rt.tasks.on_finish(message),
             EventType.PIPE_MESSAGE: lambda message: deliver_pipe_message(rt, message, self.call),
@@ -174,9 +180,11 @@ class EventWorker:
                     self._own_sockets.append(listening)
             elif port.is_stream:
                 listener = await loop.create_server(
-                    lambda port=port, handlers=handlers: WorkerConnection(self, port, handlers),
+                    partial(WorkerConnection, self, port, handlers),
                     sock=port.socket_for_worker(),
-                    backlog=port.backlog, start_serving=True)
+                    backlog=port.backlog,
+                    start_serving=True,
+                )
                 self._servers.append(listener)
             else:
                 loop.add_reader(port.fileno, self._read_datagrams, port, handlers)
@@ -237,8 +245,9 @@ class EventWorker:
         if limit and not self.stopping:
             rss = resident_memory()
             if rss > limit:
-                logger.warning("worker %d uses %d bytes of memory, over max_worker_rss %d: recycled",
-                               self.worker_id, rss, limit)
+                logger.warning(
+                    "worker %d uses %d bytes of memory, over max_worker_rss %d: recycled", self.worker_id, rss, limit
+                )
                 self.stop()
         if not rt.manager_pid:
             stats.publish(rt)
@@ -284,8 +293,11 @@ class EventWorker:
         for conn in list(self.connections.values()):
             conn.shut(reset=True)
         if self.runner.tasks:
-            logger.warning("worker %d: %d coroutines still running after max_wait_time, cancelled",
-                           self.worker_id, len(self.runner.tasks))
+            logger.warning(
+                "worker %d: %d coroutines still running after max_wait_time, cancelled",
+                self.worker_id,
+                len(self.runner.tasks),
+            )
             for task in list(self.runner.tasks):
                 task.cancel()
 
@@ -333,8 +345,13 @@ class EventWorker:
     def packet(self, handlers: PortHandlers, data: bytes, address: str, port: int) -> None:
         """Run Packet for one datagram."""
         slot = self.slot
-        client = {"address": address, "port": port, "server_socket": handlers.port.fileno,
-                  "server_port": handlers.port.port, "dispatch_time": _now()}
+        client = {
+            "address": address,
+            "port": port,
+            "server_socket": handlers.port.fileno,
+            "server_port": handlers.port.port,
+            "dispatch_time": _now(),
+        }
         slot[_STATUS] = _BUSY
         self.counters.values[_REQUEST if self.call(handlers.packet, (self.server, data, client)) else _FAILED] += 1  # type: ignore[arg-type]
         slot[_STATUS] = _IDLE
@@ -344,7 +361,10 @@ class EventWorker:
     def _check_request_limit(self) -> None:
         """max_request: after that many Receive/Packet callbacks (plus grace) the worker is recycled."""
         counts = self.counters.values
-        if counts[_REQUEST] + counts[_FAILED] - counts[Slot.REQUEST_BASE] - counts[Slot.FAILED_BASE] >= self.request_limit:
+        if (
+            counts[_REQUEST] + counts[_FAILED] - counts[Slot.REQUEST_BASE] - counts[Slot.FAILED_BASE]
+            >= self.request_limit
+        ):
             logger.info("worker %d reached max_request (%d): recycled", self.worker_id, self.request_limit)
             self.stop()
 
@@ -430,8 +450,9 @@ class EventWorker:
         """BASE mode: every heartbeat_check_interval, close this worker's connections that stayed idle."""
         now = _now()
         for conn in expired_connections([c for c in self.connections.values() if not c.closed], now):
-            logger.info("session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id,
-                        now - conn.last_recv_time)
+            logger.info(
+                "session %d idle for %.1f s (heartbeat_idle_time): closed", conn.session_id, now - conn.last_recv_time
+            )
             self.force_close(conn)
         self.loop.call_later(interval, self._heartbeat, interval)  # type: ignore[union-attr]
 
@@ -461,8 +482,9 @@ class EventWorker:
             self.packet(handlers, data, host, remote_port)
 
     def _read_pipe(self, sock: socket.socket) -> None:
-        pipes.read_datagrams(sock, self._reassembler, self._handle, EventType.RECV_DATA, self._recv_data,
-                             stopped=self._is_stopping)
+        pipes.read_datagrams(
+            sock, self._reassembler, self._handle, EventType.RECV_DATA, self._recv_data, stopped=self._is_stopping
+        )
 
     def _is_stopping(self) -> bool:
         return self.stopping
@@ -534,14 +556,14 @@ class EventWorker:
 
     def _close_event(self, message: codec.Message) -> None:
         """The client closed: run Close, then tell the reactor it may free the session."""
-        table = self.shared.connections
+        table = self.shared.table
         base = table.find(message.fd)
         if base < 0 or table.q[base + Conn.CLOSED]:
             return  # this worker closed it first: Close has run
         table.q[base + Conn.CLOSED] = 1
         callback = self.handlers[message.server_fd].close
         answer = codec.Message(EventType.CLOSE, message.fd)
-        factory = self.rt.factory
+        factory = self.rt.process_factory
 
         def done() -> None:
             self.client_certs.pop(message.fd, None)
@@ -560,11 +582,11 @@ class EventWorker:
 
     def close_session(self, session_id: int, base: int, reset: bool) -> None:
         """PROCESS mode: this worker closes a session: Close (reactor_id -1), then the reactor closes it."""
-        table = self.shared.connections
+        table = self.shared.table
         table.q[base + Conn.CLOSED] = 1
         reactor_id = table.q[base + Conn.REACTOR_ID]
         handlers = self.handlers[table.q[base + Conn.SERVER_FD]]
-        factory = self.rt.factory
+        factory = self.rt.process_factory
         request = codec.Message(EventType.CLOSE, session_id, ext_flags=int(reset))
 
         def done() -> None:

@@ -71,9 +71,11 @@ def test_pid_properties_agree_with_the_methods_inside_a_worker(start_server, con
     server = start_server(HOLDING, worker_num=2)
     client = connect(server)
 
-    pids = client.ask("dict(manager_pid=server.manager_pid, get_manager_pid=server.get_manager_pid(), "
-                      "master_pid=server.master_pid, get_master_pid=server.get_master_pid(), "
-                      "worker_pid=server.worker_pid, own_pid=os.getpid())")
+    pids = client.ask(
+        "dict(manager_pid=server.manager_pid, get_manager_pid=server.get_manager_pid(), "
+        "master_pid=server.master_pid, get_master_pid=server.get_master_pid(), "
+        "worker_pid=server.worker_pid, own_pid=os.getpid())"
+    )
 
     assert pids["manager_pid"] == pids["get_manager_pid"] == server.pid
     assert pids["master_pid"] == pids["get_master_pid"]

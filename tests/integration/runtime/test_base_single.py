@@ -81,8 +81,9 @@ def test_a_connection_sees_connect_receive_close_in_order_with_one_fd(start_serv
 
     close = server.wait_event("close")
 
-    lifecycle = [(e["kind"], e["fd"], e["reactor_id"]) for e in server.events()
-                 if e["kind"] in ("connect", "receive", "close")]
+    lifecycle = [
+        (e["kind"], e["fd"], e["reactor_id"]) for e in server.events() if e["kind"] in ("connect", "receive", "close")
+    ]
     fd = close["fd"]
     assert lifecycle == [("connect", fd, 0), ("receive", fd, 0), ("receive", fd, 0), ("close", fd, 0)]
 
@@ -171,9 +172,21 @@ def test_client_info_describes_the_connection(start_server, connect):
     assert isinstance(info["connect_time"], int) and info["connect_time"] > 0
     assert info["last_recv_time"] > 0
     expected_keys = {
-        "server_port", "server_fd", "socket_fd", "socket_type", "remote_port", "remote_ip",
-        "reactor_id", "connect_time", "last_time", "last_recv_time", "last_send_time",
-        "last_dispatch_time", "close_errno", "recv_queued_bytes", "send_queued_bytes",
+        "server_port",
+        "server_fd",
+        "socket_fd",
+        "socket_type",
+        "remote_port",
+        "remote_ip",
+        "reactor_id",
+        "connect_time",
+        "last_time",
+        "last_recv_time",
+        "last_send_time",
+        "last_dispatch_time",
+        "close_errno",
+        "recv_queued_bytes",
+        "send_queued_bytes",
     }
     assert expected_keys - info.keys() == set()
 
@@ -288,10 +301,26 @@ def test_stats_count_connections_requests_and_bytes(start_server, connect):
     assert stats["total_recv_bytes"] >= 12
     assert stats["worker_num"] == 1
     expected_keys = {
-        "start_time", "connection_num", "abort_count", "accept_count", "close_count", "worker_num",
-        "task_worker_num", "user_worker_num", "idle_worker_num", "dispatch_count", "request_count",
-        "response_count", "total_recv_bytes", "total_send_bytes", "pipe_packet_msg_id",
-        "session_round", "min_fd", "max_fd", "worker_request_count", "worker_dispatch_count",
+        "start_time",
+        "connection_num",
+        "abort_count",
+        "accept_count",
+        "close_count",
+        "worker_num",
+        "task_worker_num",
+        "user_worker_num",
+        "idle_worker_num",
+        "dispatch_count",
+        "request_count",
+        "response_count",
+        "total_recv_bytes",
+        "total_send_bytes",
+        "pipe_packet_msg_id",
+        "session_round",
+        "min_fd",
+        "max_fd",
+        "worker_request_count",
+        "worker_dispatch_count",
         "coroutine_num",
     }
     assert expected_keys - stats.keys() == set()

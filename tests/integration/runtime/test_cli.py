@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from serverkit import wait_until
 from managerkit import MANAGER_SERVER, incarnations, run_cli
+from serverkit import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,8 +40,10 @@ def test_status_shows_the_running_servers_stats_as_a_table_and_as_json(start_ser
     wait_until(lambda: server.pid_file.exists())
 
     # The stats file is rewritten every stats_timer_interval (100 ms): wait for one that counts the clients.
-    stats = wait_until(lambda: (s := status_json(server))["connection_num"] == 3 and s["request_count"] >= 3 and s,
-                       message="status never showed the 3 clients")
+    stats = wait_until(
+        lambda: (s := status_json(server))["connection_num"] == 3 and s["request_count"] >= 3 and s,
+        message="status never showed the 3 clients",
+    )
     table = run_cli("status", str(server.pid_file))
 
     assert stats["worker_num"] == worker_num

@@ -21,9 +21,7 @@ serve(server)
 
 @pytest.mark.parametrize("worker_num", [1, 2])
 @pytest.mark.parametrize("event", ["Connect", "Receive", "Close"])
-def test_an_exception_in_a_callback_is_logged_and_the_worker_keeps_serving(
-    start_server, connect, event, worker_num
-):
+def test_an_exception_in_a_callback_is_logged_and_the_worker_keeps_serving(start_server, connect, event, worker_num):
     server = start_server(RAISING, event=event, worker_num=worker_num)
     workers = server.wait_events("worker_start", worker_num)
     first = connect(server)

@@ -40,8 +40,14 @@ def test_one_write_holding_three_eof_packages_makes_three_receive_calls(start_se
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_length_prefixed_package_sent_one_byte_at_a_time_is_one_receive(start_server, connect, mode):
-    server = start(start_server, mode, open_length_check=True, package_length_type="N",
-                   package_length_offset=0, package_body_offset=4)
+    server = start(
+        start_server,
+        mode,
+        open_length_check=True,
+        package_length_type="N",
+        package_length_offset=0,
+        package_body_offset=4,
+    )
     client = connect(server.port)
     package = struct.pack("!I", 11) + b"hello world"
 
@@ -56,8 +62,14 @@ def test_a_length_prefixed_package_sent_one_byte_at_a_time_is_one_receive(start_
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_oversized_length_closes_only_that_connection(start_server, connect, mode):
-    server = start(start_server, mode, open_length_check=True, package_length_type="N",
-                   package_body_offset=4, package_max_length=65536)
+    server = start(
+        start_server,
+        mode,
+        open_length_check=True,
+        package_length_type="N",
+        package_body_offset=4,
+        package_max_length=65536,
+    )
     bystander, offender = connect(server.port), connect(server.port)
     assert bystander.request(struct.pack("!I", 2) + b"ok") == struct.pack("!I", 2) + b"ok"
 
@@ -70,8 +82,14 @@ def test_an_oversized_length_closes_only_that_connection(start_server, connect, 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_random_bytes_from_twenty_clients_leave_the_server_serving(start_server, connect, mode):
-    server = start(start_server, mode, open_length_check=True, package_length_type="n",
-                   package_body_offset=2, package_max_length=65536)
+    server = start(
+        start_server,
+        mode,
+        open_length_check=True,
+        package_length_type="n",
+        package_body_offset=2,
+        package_max_length=65536,
+    )
     noise = random.Random(7)
     flooders = [connect(server.port) for _ in range(20)]
     for client in flooders:

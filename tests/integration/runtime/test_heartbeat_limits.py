@@ -35,11 +35,15 @@ def read_until_closed(client: StreamClient) -> bytes:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_idle_client_is_closed_between_idle_and_idle_plus_interval_even_while_the_server_sends_to_it(
-        start_server, connect, mode):
-    server = start_server("""
+    start_server, connect, mode
+):
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, heartbeat_check_interval=1, heartbeat_idle_time=1)
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     idle = connect(server.port)
     busy = connect(server.port)
     busy_fd = busy.ask("fd")
@@ -69,7 +73,8 @@ def test_an_idle_client_is_closed_between_idle_and_idle_plus_interval_even_while
 
 @pytest.mark.parametrize("mode", MODES)
 def test_heartbeat_lists_the_idle_sessions_and_closes_them_with_their_close_callback(start_server, connect, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, heartbeat_check_interval=1, heartbeat_idle_time=1)
         echo = server.get_callback("Receive")
 
@@ -83,7 +88,9 @@ def test_heartbeat_lists_the_idle_sessions_and_closes_them_with_their_close_call
                 echo(server, fd, reactor_id, data)
 
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     idle = connect(server.port)
     idle_fd = idle.ask("fd")
     operator = connect(server.port)
@@ -100,7 +107,8 @@ def test_heartbeat_lists_the_idle_sessions_and_closes_them_with_their_close_call
 
 @pytest.mark.parametrize("mode", MODES)
 def test_max_idle_time_closes_a_silent_client_and_one_that_stopped_reading(start_server, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, max_idle_time=0.5,
                                   kernel_socket_send_buffer_size=65536)
         echo = server.get_callback("Receive")
@@ -114,7 +122,9 @@ def test_max_idle_time_closes_a_silent_client_and_one_that_stopped_reading(start
                 echo(server, fd, reactor_id, data)
 
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     silent = connect_stream(("127.0.0.1", server.port))
     silent_fd = server.wait_event("connect")["fd"]
     stalled_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -145,10 +155,13 @@ def test_max_idle_time_closes_a_silent_client_and_one_that_stopped_reading(start
 
 @pytest.mark.parametrize("mode", MODES)
 def test_connections_beyond_max_conn_are_refused_counted_and_logged_once(start_server, connect, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, max_conn=2)
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     first = connect(server.port)
     second = connect(server.port)
     assert first.request(b"one") == b"one"
@@ -174,8 +187,9 @@ def test_backlog_is_the_listen_queue_of_the_port(start_server):
     """)
     server.wait_event("worker_start")
 
-    listing = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True,
-                             check=False).stdout.split()
+    listing = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=False
+    ).stdout.split()
     if not listing:
         pytest.skip("ss cannot list listening sockets here")
     assert int(listing[2]) == 77, listing  # State Recv-Q Send-Q: a listener's Send-Q is its backlog
@@ -183,7 +197,8 @@ def test_backlog_is_the_listen_queue_of_the_port(start_server):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_with_delay_receive_nothing_is_read_until_confirm(start_server, connect, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, enable_delay_receive=True)
 
         @server.on("Connect")
@@ -192,7 +207,9 @@ def test_with_delay_receive_nothing_is_read_until_confirm(start_server, connect,
             server.after(300, lambda: record("confirmed", fd=fd, ok=server.confirm(fd)))
 
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     client = connect(server.port)
 
     client.send(b"early bird")
@@ -200,7 +217,10 @@ def test_with_delay_receive_nothing_is_read_until_confirm(start_server, connect,
     assert client.recv_exactly(10) == b"early bird"
     assert server.wait_event("confirmed")["ok"] is True
     assert [e["kind"] for e in server.events() if e["kind"] in ("connect", "confirmed", "receive")] == [
-        "connect", "confirmed", "receive"]
+        "connect",
+        "confirmed",
+        "receive",
+    ]
 
 
 # Ports and socket options ------------------------------------------------------------------------------------
@@ -208,7 +228,8 @@ def test_with_delay_receive_nothing_is_read_until_confirm(start_server, connect,
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_second_port_has_its_own_framing_callbacks_and_heartbeat(start_server, connect, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1)
         lines = server.listen("127.0.0.1", 0, SockType.TCP)
         lines.set(open_eof_split=True, package_eof=b"\\n", heartbeat_idle_time=1)
@@ -220,7 +241,9 @@ def test_a_second_port_has_its_own_framing_callbacks_and_heartbeat(start_server,
 
         record("lines_port", port=lines.port)
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     lines_port = server.wait_event("lines_port")["port"]
     raw = connect(server.port)
     lined = connect(lines_port)
@@ -242,7 +265,8 @@ def test_a_second_port_has_its_own_framing_callbacks_and_heartbeat(start_server,
 
 @pytest.mark.parametrize("mode", MODES)
 def test_tcp_options_reach_the_accepted_socket(start_server, connect, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), worker_num=1, open_tcp_nodelay=False, open_tcp_keepalive=True,
                                   tcp_keepidle=7, tcp_keepinterval=3, tcp_keepcount=4)
 
@@ -263,7 +287,9 @@ def test_tcp_options_reach_the_accepted_socket(start_server, connect, mode):
 
         server.on("Start", lambda server: server.tick(50, inspect))
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
     client = connect(server.port)
     assert client.request(b"hi") == b"hi"  # the connection is ready: its options are set
     ready = time.monotonic()

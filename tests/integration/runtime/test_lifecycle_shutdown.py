@@ -24,9 +24,7 @@ def stop(server, connect, how: str) -> None:
         server.signal(getattr(signal, how))
 
 
-@pytest.mark.parametrize(
-    "how", ["SIGTERM", "SIGINT", "shutdown()", "SIGTERM to the group", "SIGINT to the group"]
-)
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "shutdown()", "SIGTERM to the group", "SIGINT to the group"])
 @pytest.mark.parametrize("worker_num", [1, 2])
 def test_a_graceful_stop_stops_every_worker_then_shuts_down(start_server, connect, worker_num, how):
     server = start_server(SERVER, worker_num=worker_num)

@@ -6,10 +6,12 @@ import pytest
 
 
 @pytest.mark.parametrize("mode", ["BASE", "PROCESS"])
-def test_tcp_udp_and_unix_ports_serve_side_by_side_with_their_own_callbacks(start_server, connect, dgram,
-                                                                          short_dir, mode):
+def test_tcp_udp_and_unix_ports_serve_side_by_side_with_their_own_callbacks(
+    start_server, connect, dgram, short_dir, mode
+):
     path = str(short_dir / "s.sock")
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode[mode], worker_num=2)
         udp = server.add_listener("127.0.0.1", 0, SockType.UDP)
         unix = server.listen(path, 0, SockType.UNIX_STREAM)
@@ -24,7 +26,10 @@ def test_tcp_udp_and_unix_ports_serve_side_by_side_with_their_own_callbacks(star
 
         record("ports", udp=udp.port, kinds=[int(p.sock_type) for p in server.ports])
         serve(server)
-    """, mode=mode, path=path)
+    """,
+        mode=mode,
+        path=path,
+    )
     ports = server.wait_event("ports")
     assert ports["kinds"] == [1, 2, 5]  # SockType.TCP, UDP, UNIX_STREAM
 

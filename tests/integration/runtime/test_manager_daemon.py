@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from serverkit import _proc_stat, wait_until
 from managerkit import gone, incarnations, run_cli
+from serverkit import _proc_stat, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,13 +62,19 @@ def test_daemonize_detaches_writes_the_pid_file_logs_to_log_file_and_pyswoole_st
     wait_until(lambda: stats_file.exists(), message="no stats file beside the pid file")
 
     # Output and log lines go to log_file, not to the foreground's stdout/stderr.
-    wait_until(lambda: "worker 1 says hello on stdout" in log_file.read_text()
-               and "worker 0 says hello on stdout" in log_file.read_text())
+    wait_until(
+        lambda: (
+            "worker 1 says hello on stdout" in log_file.read_text()
+            and "worker 0 says hello on stdout" in log_file.read_text()
+        )
+    )
     manager = server.events("manager_start")[0]["pid"]
     os.kill(daemon, signal.SIGUSR1)  # a reload: the manager logs an INFO line
     wait_until(lambda: all(len(pids) == 2 for pids in incarnations(server).values()), message="no reload")
-    wait_until(lambda: (manager, -1, "INFO", "Server is reloading all workers now") in log_lines(log_file),
-               message=lambda: log_file.read_text())
+    wait_until(
+        lambda: (manager, -1, "INFO", "Server is reloading all workers now") in log_lines(log_file),
+        message=lambda: log_file.read_text(),
+    )
     assert "says hello" not in server.log() and "reloading" not in server.log()
 
     stopped = run_cli("stop", str(pid_file))
@@ -80,8 +86,10 @@ def test_daemonize_detaches_writes_the_pid_file_logs_to_log_file_and_pyswoole_st
     assert server.events("start_returned", pid=server.pid) == []  # ...and never in the foreground process
     kinds = server.kinds()
     assert kinds[-2:] == ["shutdown", "start_returned"] and kinds.count("manager_stop") == 1
-    wait_until(lambda: all(gone(pid) for pid in [daemon, manager, *[e["pid"] for e in server.events("worker_start")]]),
-               message="processes of the daemon live on")
+    wait_until(
+        lambda: all(gone(pid) for pid in [daemon, manager, *[e["pid"] for e in server.events("worker_start")]]),
+        message="processes of the daemon live on",
+    )
 
 
 LOGGING_SERVER = """
@@ -126,8 +134,11 @@ def test_sigrtmin_reopens_the_log_file_in_every_process(start_server, connect):
     client = connect(server)
     worker = client.ask("os.getpid()")
     client.ask("__import__('logging').getLogger('pyswoole').warning('worker line before the rotation')")
-    wait_until(lambda: (worker, worker_id_of(workers, worker), "WARNING", "worker line before the rotation")
-               in log_lines(log_file))
+    wait_until(
+        lambda: (
+            (worker, worker_id_of(workers, worker), "WARNING", "worker line before the rotation") in log_lines(log_file)
+        )
+    )
 
     log_file.rename(rotated)  # what logrotate does
     server.signal(signal.SIGRTMIN)
@@ -135,33 +146,43 @@ def test_sigrtmin_reopens_the_log_file_in_every_process(start_server, connect):
     # Each process writes to the old file until it has reopened: wait for a line of each in the new file.
     def worker_line_in_new_file() -> bool:
         client.ask("__import__('logging').getLogger('pyswoole').warning('worker line after the rotation')")
-        return (worker, worker_id_of(workers, worker), "WARNING", "worker line after the rotation") \
-            in log_lines(log_file)
+        return (worker, worker_id_of(workers, worker), "WARNING", "worker line after the rotation") in log_lines(
+            log_file
+        )
 
     wait_until(worker_line_in_new_file, message="the worker still writes to the rotated file")
-    wait_until(lambda: any(pid == server.pid and text.startswith("master tick") for pid, _, _, text in
-                           log_lines(log_file)), message="the master still writes to the rotated file")
+    wait_until(
+        lambda: any(pid == server.pid and text.startswith("master tick") for pid, _, _, text in log_lines(log_file)),
+        message="the master still writes to the rotated file",
+    )
 
     def task_line_in_new_file() -> bool:
         client.ask("server.task_wait('after the rotation', 5)")
         return (workers[2], 2, "WARNING", "task line after the rotation") in log_lines(log_file)
 
     wait_until(task_line_in_new_file, message="the task worker still writes to the rotated file")
-    wait_until(lambda: any(pid == user and text.startswith("process tick") for pid, _, _, text in
-                           log_lines(log_file)), message="the user process still writes to the rotated file")
+    wait_until(
+        lambda: any(pid == user and text.startswith("process tick") for pid, _, _, text in log_lines(log_file)),
+        message="the user process still writes to the rotated file",
+    )
     # The signal killed nobody: every process (task worker and user process included) is the same.
     assert server.events("worker_error") == []
     assert server.group() == processes
     os.kill(manager, signal.SIGUSR1)  # straight to the manager (not through the master, which would reopen too)
-    wait_until(lambda: (manager, -1, "INFO", "Server is reloading all workers now") in log_lines(log_file),
-               message=lambda: f"the manager still writes to the rotated file: {rotated.read_text()[-500:]}")
+    wait_until(
+        lambda: (manager, -1, "INFO", "Server is reloading all workers now") in log_lines(log_file),
+        message=lambda: f"the manager still writes to the rotated file: {rotated.read_text()[-500:]}",
+    )
 
     old = log_lines(rotated)
     assert (worker, worker_id_of(workers, worker), "WARNING", "worker line before the rotation") in old
     assert not any(text == "Server is reloading all workers now" for _, _, _, text in old)
     # Nothing was lost: the master's ticks are numbered, each is in one file or the other.
-    ticks = sorted(int(text.split()[-1]) for pid, _, _, text in old + log_lines(log_file)
-                   if pid == server.pid and text.startswith("master tick"))
+    ticks = sorted(
+        int(text.split()[-1])
+        for pid, _, _, text in old + log_lines(log_file)
+        if pid == server.pid and text.startswith("master tick")
+    )
     assert ticks == list(range(len(ticks)))
 
 
@@ -189,6 +210,8 @@ def test_sigrtmin_moves_a_daemons_stdout_and_stderr_to_the_new_log_file_too(star
     wait_until(printed_into_new_file, timeout=5, message=lambda: "print() still goes to the rotated file")
     # Workers started after the rotation write there too.
     os.kill(daemon, signal.SIGUSR1)
-    wait_until(lambda: log_file.read_text().count("says hello on stdout") == 2,
-               message=lambda: f"new file: {log_file.read_text()!r}")
+    wait_until(
+        lambda: log_file.read_text().count("says hello on stdout") == 2,
+        message=lambda: f"new file: {log_file.read_text()!r}",
+    )
     assert run_cli("stop", str(pid_file)).returncode == 0

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from serverkit import connect_stream, wait_until
 from managerkit import gone, incarnations, start_manager_server, whoami
+from serverkit import connect_stream, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +30,7 @@ def assert_one_reload_replaced(server, ids_reloaded: list[int], ids_kept: list[i
         assert after[worker_id][-1] not in before[worker_id]
         old = before[worker_id][-1]
         assert server.events("worker_stop", pid=old), f"worker {worker_id} (pid {old}) did not stop gracefully"
-        wait_until(lambda: gone(old), message=f"old worker {worker_id} (pid {old}) lives on")
+        wait_until(lambda old=old: gone(old), message=f"old worker {worker_id} (pid {old}) lives on")
     for worker_id in ids_kept:
         assert after[worker_id] == before[worker_id], (worker_id, after)
     manager = server.events("manager_start")[0]["pid"]
@@ -161,9 +161,7 @@ serve(server)
 
 
 @pytest.mark.parametrize("reload_async", [False, True])
-def test_rolling_reload_replaces_one_worker_at_a_time_and_async_reload_all_at_once(
-    start_server, connect, reload_async
-):
+def test_rolling_reload_replaces_one_worker_at_a_time_and_async_reload_all_at_once(start_server, connect, reload_async):
     server = start_server(ROLLING_SERVER, reload_async=reload_async)
     server.wait_events("worker_start", 3)
     before = incarnations(server)
@@ -187,7 +185,7 @@ def test_rolling_reload_replaces_one_worker_at_a_time_and_async_reload_all_at_on
         # One at a time, in worker order: the next one is stopped only after the previous one exited.
         order = sorted(old, key=begin.get)
         assert order == [0, 1, 2]
-        assert all(end[a] < begin[b] for a, b in zip(order, order[1:]))
+        assert all(end[a] < begin[b] for a, b in zip(order, order[1:], strict=False))
         assert all(started[w] > end[w] for w in old)
     assert max(end.values()) < after_reload
     assert len(server.events("before_reload")) == len(server.events("after_reload")) == 1
@@ -234,7 +232,7 @@ class LoadClient(threading.Thread):
                 if reply != request:
                     raise AssertionError(f"wrong reply {reply!r} to {request!r}")
                 self.done += 1
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+        except Exception as exc:
             self.error = f"client {self.index} after {self.done} replies: {type(exc).__name__}: {exc}"
 
 
@@ -256,8 +254,11 @@ def test_a_reload_under_load_loses_no_request_and_drops_no_connection(start_serv
     def run_for(seconds: float, at_least: int) -> None:
         """Let the clients work for a while (and at least so many replies), unless one fails."""
         until, floor = time.monotonic() + seconds, total() + at_least
-        wait_until(lambda: (time.monotonic() >= until and total() >= floor) or errors(), timeout=30,
-                   message=lambda: f"only {total()} replies")
+        wait_until(
+            lambda: (time.monotonic() >= until and total() >= floor) or errors(),
+            timeout=30,
+            message=lambda: f"only {total()} replies",
+        )
 
     during = []  # replies answered while a reload was under way
     try:
@@ -283,9 +284,11 @@ def test_a_reload_under_load_loses_no_request_and_drops_no_connection(start_serv
     assert len(server.events("before_reload")) == len(server.events("after_reload")) == 2
     for client in clients:  # every connection is still open and served
         assert client.client.request(b"last\n") == b"last\n"
-    figures = (f"reload under load: {CLIENTS} clients, {requests} requests all answered in {duration:.1f} s "
-               f"({requests / duration:.0f} req/s), 2 reloads ({during[0]} and {during[1]} replies while they ran), "
-               f"0 lost, 0 connections dropped")
+    figures = (
+        f"reload under load: {CLIENTS} clients, {requests} requests all answered in {duration:.1f} s "
+        f"({requests / duration:.0f} req/s), 2 reloads ({during[0]} and {during[1]} replies while they ran), "
+        f"0 lost, 0 connections dropped"
+    )
     with server.events_path.open("a") as events:  # kept with the server's events, for the failure report
         events.write(json.dumps({"kind": "figures", "text": figures}) + "\n")
     with capsys.disabled():
@@ -340,9 +343,7 @@ def test_an_old_worker_finishes_its_coroutines_while_its_replacement_already_ser
     assert client.request(b"after", len(b"after from %d" % new)) == b"after from %d" % new
 
 
-def test_a_worker_that_does_not_stop_within_max_wait_time_is_killed_and_the_reload_completes(
-    start_server, connect
-):
+def test_a_worker_that_does_not_stop_within_max_wait_time_is_killed_and_the_reload_completes(start_server, connect):
     server = start_server(DRAIN_SERVER, max_wait_time=1)
     old = server.wait_event("worker_start")["pid"]
     client = connect(server)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from serverkit import process_title, wait_until
 from managerkit import gone, incarnations, start_manager_server, whoami
+from serverkit import process_title, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,12 +38,19 @@ def test_a_crash_is_reported_with_its_exit_code_or_signal_and_the_worker_is_repl
 
     error = server.wait_event("worker_error")
     assert (error["worker_id"], error["worker_pid"], error["exit_code"], error["signal"]) == (
-        crashed["worker_id"], crashed["pid"], 3, 0)
+        crashed["worker_id"],
+        crashed["pid"],
+        3,
+        0,
+    )
     assert error["pid"] == manager  # WorkerError runs in the manager
     first = replacement_of(server, crashed["worker_id"], crashed["pid"])
     assert first["ppid"] == manager
-    wait_until(lambda: f"worker(pid={crashed['pid']}, id={crashed['worker_id']}) abnormal exit, status=3, signal=0"
-               in server.log())
+    wait_until(
+        lambda: (
+            f"worker(pid={crashed['pid']}, id={crashed['worker_id']}) abnormal exit, status=3, signal=0" in server.log()
+        )
+    )
 
     # The other worker, killed from outside.
     other_id = 1 - crashed["worker_id"]
@@ -52,7 +59,11 @@ def test_a_crash_is_reported_with_its_exit_code_or_signal_and_the_worker_is_repl
 
     killed = server.wait_events("worker_error", 2)[1]
     assert (killed["worker_id"], killed["worker_pid"], killed["exit_code"], killed["signal"]) == (
-        other_id, other_pid, 0, 9)
+        other_id,
+        other_pid,
+        0,
+        9,
+    )
     second = replacement_of(server, other_id, other_pid)
     assert second["ppid"] == manager
 
@@ -87,11 +98,11 @@ def test_a_crash_loop_backs_off_instead_of_spinning(start_server, connect):
     # Count the starts of the first two seconds of the loop (a tight loop would make hundreds).
     wait_until(lambda: time.monotonic() >= first + 2.0, timeout=5)
     in_two_seconds = [e["t"] for e in server.events("worker_start", worker_id=1) if e["t"] < first + 2.0]
-    gaps = [b - a for a, b in zip(in_two_seconds, in_two_seconds[1:])]
+    gaps = [b - a for a, b in zip(in_two_seconds, in_two_seconds[1:], strict=False)]
 
     assert 3 <= len(in_two_seconds) <= 6, gaps
     assert gaps[0] >= 0.1, gaps
-    assert all(b > a for a, b in zip(gaps, gaps[1:])), f"restart delays do not grow: {gaps}"
+    assert all(b > a for a, b in zip(gaps, gaps[1:], strict=False)), f"restart delays do not grow: {gaps}"
     assert in_two_seconds[3] - first >= 1.0, gaps  # three delays of about 0.2 + 0.4 + 0.8 s
     errors = server.events("worker_error")
     assert {(e["worker_id"], e["exit_code"], e["signal"]) for e in errors} == {(1, 1, 0)}
@@ -147,7 +158,11 @@ def test_a_wedged_worker_is_killed_after_worker_timeout_and_replaced(start_serve
 
     error = server.wait_event("worker_error", timeout=10)
     assert (error["worker_id"], error["worker_pid"], error["exit_code"], error["signal"]) == (
-        wedged["worker_id"], wedged["pid"], 0, 9)
+        wedged["worker_id"],
+        wedged["pid"],
+        0,
+        9,
+    )
     # The last beat came at most worker_timeout/4 before the spin began; then the manager waits worker_timeout.
     assert 0.7 <= error["t"] - spinning["t"] <= 3.0
     replacement = replacement_of(server, wedged["worker_id"], wedged["pid"])
@@ -232,7 +247,10 @@ def test_a_user_process_is_restarted_after_being_killed_and_can_send_to_clients_
         assert (sent["pid"], sent["send"], sent["message"]) == (process["pid"], True, True)
         message = server.wait_events("pipe_message", incarnation + 1)[-1]
         assert (message["worker_id"], message["src"], message["message"]) == (
-            0, 2, f"hello from process {process['pid']}")
+            0,
+            2,
+            f"hello from process {process['pid']}",
+        )
         if incarnation == 0:
             os.kill(process["pid"], signal.SIGKILL)
             restarted = server.wait_events("process_start", 2)[1]
@@ -253,8 +271,13 @@ def test_every_process_is_titled_with_its_role(start_server, connect, mode):
 
     titles = {pid: process_title(pid) for pid in server.group()}
 
-    expected = {manager: "myapp: manager", starts[0]: "myapp: worker 0", starts[1]: "myapp: worker 1",
-                starts[2]: "myapp: task worker 2", user["pid"]: "myapp: process 0"}
+    expected = {
+        manager: "myapp: manager",
+        starts[0]: "myapp: worker 0",
+        starts[1]: "myapp: worker 1",
+        starts[2]: "myapp: task worker 2",
+        user["pid"]: "myapp: process 0",
+    }
     if mode == "PROCESS":
         expected[server.pid] = "myapp: master"
     else:
@@ -283,8 +306,7 @@ def test_ctrl_c_stops_a_process_mode_server_in_order_with_exit_0(start_server, c
 
 
 def test_the_master_shuts_down_when_the_manager_dies(start_server, connect):
-    server = start_server(USER_PROCESS_SERVER, mode="PROCESS",
-                          settings={"reactor_num": 1, "task_worker_num": 1})
+    server = start_server(USER_PROCESS_SERVER, mode="PROCESS", settings={"reactor_num": 1, "task_worker_num": 1})
     server.wait_events("worker_start", 3)
     server.wait_event("process_start")
     manager = server.wait_event("manager_start")["pid"]

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from serverkit import wait_until
 from processkit import start_process_server, whoami
+from serverkit import wait_until
 
 MIB = 1024 * 1024
 
@@ -39,7 +39,10 @@ def test_max_queued_bytes_stops_reading_a_connection_whose_worker_is_busy(start_
     peak = max(queued() for _ in range(20))
     assert peak <= bound
     server.release("holding")  # the worker catches up, reading resumes, every byte arrives
-    wait_until(lambda: sum(e["size"] for e in server.events("receive", fd=busy_fd) if "size" in e)
-               >= len(payload) - 16384, timeout=20, message="the rest of the data never arrived")
+    wait_until(
+        lambda: sum(e["size"] for e in server.events("receive", fd=busy_fd) if "size" in e) >= len(payload) - 16384,
+        timeout=20,
+        message="the rest of the data never arrived",
+    )
     sender.join(10)
     assert not sender.is_alive()

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from serverkit import StreamClient, wait_until
 from processkit import pattern, start_process_server, whoami, worker_pids
+from serverkit import StreamClient, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -91,8 +91,10 @@ def test_500_concurrent_connections_are_all_served(start_server, connect):
     assert len({e["pid"] for e in server.events("receive")}) == 2
     for client in clients[1:]:
         client.close()
-    wait_until(lambda: clients[0].ask("server.stats()['connection_num']") == 1,
-               message="the closed connections were never released")
+    wait_until(
+        lambda: clients[0].ask("server.stats()['connection_num']") == 1,
+        message="the closed connections were never released",
+    )
 
 
 def test_a_client_that_does_not_read_does_not_stall_the_others(start_server, connect):
@@ -118,8 +120,11 @@ def test_client_info_counts_the_bytes_waiting_for_a_slow_reader(start_server, co
     slow.send(b"cmd flood %d 16" % (512 * 1024))
     server.wait_event("cmd_result", op="flood")
 
-    queued = wait_until(lambda: other.ask(f"server.get_client_info({slow_fd})['send_queued_bytes']"),
-                        timeout=3, message="send_queued_bytes stayed 0 while megabytes wait for the client")
+    queued = wait_until(
+        lambda: other.ask(f"server.get_client_info({slow_fd})['send_queued_bytes']"),
+        timeout=3,
+        message="send_queued_bytes stayed 0 while megabytes wait for the client",
+    )
     assert 0 < queued <= 8 * MIB
     assert slow.recv_exactly(16 * 512 * 1024) == pattern(512 * 1024) * 16
 

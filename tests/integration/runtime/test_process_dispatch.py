@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from serverkit import StreamClient, wait_until
 from processkit import receive_pids, start_process_server, whoami, worker_of_pid, worker_pids
+from serverkit import StreamClient, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -211,8 +211,15 @@ UNSAFE = "cannot set 'on{}' event when using dispatch_mode={}"
 
 @pytest.mark.parametrize(
     "dispatch_mode, unsafe, delivered",
-    [(1, False, False), (3, False, False), (5, False, False), (1, True, True), (2, False, True),
-     (4, False, True), (8, False, True)],
+    [
+        (1, False, False),
+        (3, False, False),
+        (5, False, False),
+        (1, True, True),
+        (2, False, True),
+        (4, False, True),
+        (8, False, True),
+    ],
 )
 def test_connect_and_close_are_delivered_only_in_hash_modes(start_server, connect, dispatch_mode, unsafe, delivered):
     server = start_process_server(start_server, dispatch_mode=dispatch_mode, enable_unsafe_event=unsafe)
@@ -254,7 +261,9 @@ def test_the_hash_modes_keep_the_order_of_a_connections_bytes(start_server, conn
         client.send(message)
         sent += len(message)
         if i % 100 == 0:  # ... but every 100 messages the worker catches up, so there are many packages
-            wait_until(lambda: received() == sent, message=lambda: f"{received()} of {sent} bytes received")
+            wait_until(
+                lambda sent=sent: received() == sent, message=lambda sent=sent: f"{received()} of {sent} bytes received"
+            )
 
     assert client.recv_exactly(len(stream)) == stream
     receives = server.events("receive")

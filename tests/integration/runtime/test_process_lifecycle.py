@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from serverkit import _live_pids, _proc_stat, wait_until
 from processkit import start_process_server, whoami, worker_pids
+from serverkit import _live_pids, _proc_stat, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -246,7 +246,7 @@ else:
 serve(server)
 """
 
-DEFAULTS = dict(start_tasks=0, manager_task=False, master_task=False, pipe_message=True, async_receive=False)
+DEFAULTS = {"start_tasks": 0, "manager_task": False, "master_task": False, "pipe_message": True, "async_receive": False}
 
 
 def start_tasks_server(start_server, mode: str, **options) -> ServerProcess:
@@ -320,16 +320,31 @@ def test_task_workers_have_ids_after_the_event_workers_and_taskworker_true(start
 def test_any_non_none_result_reaches_finish_and_none_sends_nothing(start_server, connect, mode):
     server = start_tasks_server(start_server, mode)
     client = connect(server)
-    commands = [("ret", False), ("ret", 0), ("ret", ""), ("ret", b""), ("none",), ("finish", "by finish()"),
-                ("finish_then_return", "finished first", "returned after"), ("ret", "last")]
+    commands = [
+        ("ret", False),
+        ("ret", 0),
+        ("ret", ""),
+        ("ret", b""),
+        ("none",),
+        ("finish", "by finish()"),
+        ("finish_then_return", "finished first", "returned after"),
+        ("ret", "last"),
+    ]
 
     ids = client.ask(f"[server.task(command) for command in {commands!r}]")
     server.wait_event("finish", task_id=ids[-1])
 
     assert ids == list(range(len(commands)))
     results = {task_id: (e["result"], e["rtype"]) for task_id, e in finishes_by_id(server).items()}
-    assert results == {0: (False, "bool"), 1: (0, "int"), 2: ("", "str"), 3: ("", "bytes"),
-                       5: ("by finish()", "str"), 6: ("finished first", "str"), 7: ("last", "str")}
+    assert results == {
+        0: (False, "bool"),
+        1: (0, "int"),
+        2: ("", "str"),
+        3: ("", "bytes"),
+        5: ("by finish()", "str"),
+        6: ("finished first", "str"),
+        7: ("last", "str"),
+    }
     assert len(server.events("finish", task_id=6)) == 1  # finish() once; the return value is not sent again
     finished = {e["task_id"]: e for e in server.events("finished")}
     assert finished[5]["ok"] is True
@@ -347,8 +362,11 @@ def test_a_per_task_callback_gets_the_result_instead_of_finish(start_server, con
     callback = server.wait_event("callback")
     server.wait_event("finish", task_id=plain)
 
-    assert (callback["task_id"], callback["result"], callback["worker_id"]) == (with_callback, "to the callback",
-                                                                                worker_id)
+    assert (callback["task_id"], callback["result"], callback["worker_id"]) == (
+        with_callback,
+        "to the callback",
+        worker_id,
+    )
     assert [e["result"] for e in server.events("finish")] == ["to Finish"]
 
 
@@ -371,8 +389,10 @@ def test_a_full_task_queue_makes_task_return_false_instead_of_blocking(start_ser
     client.ask("server.task(('hold', 'full'), 0)")
     server.wait_event("task_holding")
 
-    refused = client.ask("next(([i, server.get_last_error()] for i in range(5000) "
-                         "if server.task(('none', b'x' * 60000), 0) is False), None)")
+    refused = client.ask(
+        "next(([i, server.get_last_error()] for i in range(5000) "
+        "if server.task(('none', b'x' * 60000), 0) is False), None)"
+    )
 
     assert refused is not None, "5000 tasks of 60 kB were all accepted"
     queued, error = refused
@@ -421,8 +441,9 @@ def test_results_arriving_during_a_blocking_task_wait_still_reach_finish(start_s
     server = start_tasks_server(start_server, mode, task_worker_num=2)
     client = connect(server)
 
-    value = client.ask("[server.task(('sleep', 0.1, 'for Finish'), 0), "
-                       "server.task_wait(('sleep', 0.4, 'for task_wait'), 2, 1)]")
+    value = client.ask(
+        "[server.task(('sleep', 0.1, 'for Finish'), 0), server.task_wait(('sleep', 0.4, 'for task_wait'), 2, 1)]"
+    )
     finish = server.wait_event("finish", task_id=0)
 
     assert value == [0, "for task_wait"]
@@ -436,7 +457,8 @@ def test_task_wait_multi_returns_the_results_that_came_in_time(start_server, con
 
     value, took, _ = client.ask(
         "timed(lambda: sorted(server.task_wait_multi([('ret', 'a'), ('sleep', 1.0, 'slow'), ('ret', 'c')], 0.4)"
-        ".items()))")
+        ".items()))"
+    )
     all_in_time = client.ask("sorted(server.task_wait_multi(['x', ('ret', 0), ('ret', False)], 2).items())")
 
     assert value == [[0, "a"], [2, "c"]]
@@ -517,8 +539,9 @@ def test_dst_worker_id_picks_the_task_worker(start_server, connect, mode):
     ids = client.ask("[server.task(('ret', dst), dst) for dst in (2, 0, 1, 2, 0)]")
     tasks = server.wait_events("task", 5)
     waited = client.ask("[server.task_wait(('ret', dst), 2, dst) for dst in (1, 2)]")
-    refused = client.ask("[server.task('x', 3), server.get_last_error(), server.task('x', -2), "
-                         "server.task_wait('x', 0.1, 3)]")
+    refused = client.ask(
+        "[server.task('x', 3), server.get_last_error(), server.task('x', -2), server.task_wait('x', 0.1, 3)]"
+    )
 
     worker_of = {t["task_id"]: t["worker_id"] for t in tasks}
     assert [worker_of[i] for i in ids] == [1 + 2, 1 + 0, 1 + 1, 1 + 2, 1 + 0]
@@ -603,8 +626,10 @@ def test_coroutine_task_workers_run_async_tasks_with_a_task_object(start_server,
     server = start_server(COROUTINE_SERVER, mode=mode)
     client = connect(server)
 
-    ids = client.ask("[server.task(('sleep', 0.5)), server.task(('sleep', 0.5)), "
-                     "server.task(('finish', 'via Task.finish')), server.task(('return', 0))]")
+    ids = client.ask(
+        "[server.task(('sleep', 0.5)), server.task(('sleep', 0.5)), "
+        "server.task(('finish', 'via Task.finish')), server.task(('return', 0))]"
+    )
     finishes = server.wait_events("finish", 4)
     waited = client.ask("server.task_wait(('return', 'waited'), 2)")
 
@@ -666,9 +691,11 @@ def test_an_unpicklable_argument_raises_type_error_at_the_call_site(start_server
     server = start_tasks_server(start_server, mode, worker_num=2)
     client = connect(server)
 
-    outcomes = client.ask("[raised(lambda: server.task(lambda: 1)), raised(lambda: server.task_wait(lambda: 1, 1)), "
-                          "raised(lambda: server.task_wait_multi(['fine', lambda: 1], 1)), "
-                          "raised(lambda: server.send_message(lambda: 1, 2))]")
+    outcomes = client.ask(
+        "[raised(lambda: server.task(lambda: 1)), raised(lambda: server.task_wait(lambda: 1, 1)), "
+        "raised(lambda: server.task_wait_multi(['fine', lambda: 1], 1)), "
+        "raised(lambda: server.send_message(lambda: 1, 2))]"
+    )
 
     for outcome in outcomes:
         assert outcome.get("type_error") is True, outcome
@@ -697,8 +724,10 @@ def test_an_exception_in_task_is_logged_and_task_wait_gets_false(start_server, c
     server.wait_event("finish", task_id=sentinel)
 
     assert value is False and took < 2.0
-    wait_until(lambda: "boom in Task" in server.log() and "Traceback" in server.log(),
-               message="the exception in Task is not logged with its traceback")
+    wait_until(
+        lambda: "boom in Task" in server.log() and "Traceback" in server.log(),
+        message="the exception in Task is not logged with its traceback",
+    )
     assert raised_id not in finishes_by_id(server)  # task(): nothing reaches Finish
     assert len(task_starts(server, 1)) == 1  # the task worker went on serving; it was not replaced
 
@@ -765,7 +794,7 @@ def test_a_recycled_task_worker_leaves_its_queue_in_order_to_its_replacement(sta
 
     assert [result[:2] for result in finished["results"]] == [[i, i] for i in range(1000)]
     pids = [pid for _, _, pid in finished["results"]]
-    incarnations = [pids[i:i + 100] for i in range(0, 1000, 100)]
+    incarnations = [pids[i : i + 100] for i in range(0, 1000, 100)]
     assert all(len(set(run)) == 1 for run in incarnations)  # exactly task_max_request tasks each
     assert len({run[0] for run in incarnations}) == 10
     assert [s["pid"] for s in starts[:10]] == [run[0] for run in incarnations]
@@ -802,19 +831,23 @@ def test_send_message_reaches_event_and_task_workers(start_server, connect, mode
     other = 1 - me
     size = 1024 * 1024
 
-    sent = client.ask(f"[server.send_message('to an event worker', {other}), server.send_message(b'to task', 2), "
-                      f"server.send_message({{'to': 3}}, 3), server.send_message(pattern({size}), {other})]")
+    sent = client.ask(
+        f"[server.send_message('to an event worker', {other}), server.send_message(b'to task', 2), "
+        f"server.send_message({{'to': 3}}, 3), server.send_message(pattern({size}), {other})]"
+    )
     messages = server.wait_events("pipe_message", 4)
     from_task = client.ask("server.task_wait(('send_message', 'from a task worker', 0), 2, 0)")
 
     assert sent == [True] * 4
     got = sorted((m["worker_id"], m["taskworker"], m["src"], m["mtype"], str(m["message"])) for m in messages)
-    assert got == sorted([
-        (other, False, me, "str", "to an event worker"),
-        (2, True, me, "bytes", "to task"),
-        (3, True, me, "dict", "{'to': 3}"),
-        (other, False, me, "bytes", str({"len": size, "sha256": sha(pattern(size))})),
-    ])
+    assert got == sorted(
+        [
+            (other, False, me, "str", "to an event worker"),
+            (2, True, me, "bytes", "to task"),
+            (3, True, me, "dict", "{'to': 3}"),
+            (other, False, me, "bytes", str({"len": size, "sha256": sha(pattern(size))})),
+        ]
+    )
     assert from_task is True
     message = server.wait_event("pipe_message", message="from a task worker")
     assert (message["worker_id"], message["src"]) == (0, 2)
@@ -824,8 +857,9 @@ def test_send_message_refuses_invalid_ids_and_oneself(start_server, connect, mod
     server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=2)
     client = connect(server)
 
-    refused = client.ask("[server.send_message('x', -1), server.send_message('x', 4), "
-                         "server.send_message('x', server.worker_id)]")
+    refused = client.ask(
+        "[server.send_message('x', -1), server.send_message('x', 4), server.send_message('x', server.worker_id)]"
+    )
     task_to_itself = client.ask("server.task_wait(('send_message', 'to myself', 2), 2, 0)")
     delivered = client.ask("server.send_message('fine', 3)")
 
@@ -840,8 +874,7 @@ def test_send_message_without_pipe_message_callback_returns_false(start_server, 
     server = start_tasks_server(start_server, mode, worker_num=2, task_worker_num=1, pipe_message=False)
     client = connect(server)
 
-    assert client.ask("[server.send_message('x', 1 - server.worker_id), server.send_message('x', 2)]") == [False,
-                                                                                                       False]
+    assert client.ask("[server.send_message('x', 1 - server.worker_id), server.send_message('x', 2)]") == [False, False]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -181,11 +181,14 @@ def test_coroutine_connect_and_close_callbacks_run(start_server, connect):
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_the_event_loop_setting_chooses_the_workers_loop(start_server, loop):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(worker_num=1, event_loop=loop)
         server.on("WorkerStart", lambda s, wid: record(
             "loop", module=type(asyncio.get_running_loop()).__module__))
         serve(server)
-    """, loop=loop)
+    """,
+        loop=loop,
+    )
 
     assert server.wait_event("loop")["module"].split(".")[0] == loop

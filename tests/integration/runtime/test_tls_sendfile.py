@@ -94,15 +94,17 @@ def test_a_tls_client_gets_its_echo_and_connect_waits_for_the_handshake(start_se
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_required_client_certificate_is_verified_and_shown_in_client_info(start_server, certs, mode):
-    server = start_tls_server(start_server, certs, mode, ssl_verify_peer=True,
-                              ssl_client_cert_file=certs["ca.pem"])
+    server = start_tls_server(start_server, certs, mode, ssl_verify_peer=True, ssl_client_cert_file=certs["ca.pem"])
     server.wait_event("worker_start")
 
-    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-        with tls_client(server.port, certs) as anonymous:  # TLS 1.3: the server's refusal comes with the data
-            anonymous.sendall(b"let me in")
-            if not anonymous.recv(100):
-                raise ConnectionResetError("closed without a reply")
+    # TLS 1.3: the server's refusal comes with the data
+    with (
+        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+        tls_client(server.port, certs) as anonymous,
+    ):
+        anonymous.sendall(b"let me in")
+        if not anonymous.recv(100):
+            raise ConnectionResetError("closed without a reply")
 
     with tls_client(server.port, certs, with_certificate=True) as client:
         client.sendall(b"whoami")
@@ -117,10 +119,13 @@ def test_a_required_client_certificate_is_verified_and_shown_in_client_info(star
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_ssl_port_without_its_certificate_does_not_start(start_server, mode):
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(mode=Mode(mode), sock_type=SockType.TCP | SockType.SSL, worker_num=1)
         serve(server)
-    """, mode=mode)
+    """,
+        mode=mode,
+    )
 
     assert server.wait_exit() != 0
     error = server.wait_event("start_returned")["error"]

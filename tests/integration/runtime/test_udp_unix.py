@@ -53,15 +53,16 @@ def test_udp6_echo(start_server, dgram):
     assert packet["client_info"]["port"] == client.getsockname()[1]
 
 
-def test_unix_dgram_packet_address_is_the_client_path_and_the_reply_reaches_it(
-    start_server, dgram, short_dir
-):
+def test_unix_dgram_packet_address_is_the_client_path_and_the_reply_reaches_it(start_server, dgram, short_dir):
     server_path = str(short_dir / "server.sock")
     client_path = str(short_dir / "client.sock")
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(path, sock_type=SockType.UNIX_DGRAM)
         serve(server)
-    """, path=server_path)
+    """,
+        path=server_path,
+    )
     server.wait_event("worker_start")
     client = dgram(socket.AF_UNIX, bind=client_path)
 
@@ -73,10 +74,13 @@ def test_unix_dgram_packet_address_is_the_client_path_and_the_reply_reaches_it(
 
 def test_unix_stream_echo(start_server, connect, short_dir):
     path = str(short_dir / "stream.sock")
-    server = start_server("""
+    server = start_server(
+        """
         server = recording_server(path, sock_type=SockType.UNIX_STREAM)
         serve(server)
-    """, path=path)
+    """,
+        path=path,
+    )
 
     client = connect(path)
 

@@ -31,12 +31,21 @@ def native(value: int, size: int, signed: bool = False) -> bytes:
 
 
 HEADER_FIELDS = (
-    "fd", "msg_id", "len", "reactor_id", "type", "flags", "server_fd", "ext_flags", "reserved", "time",
+    "fd",
+    "msg_id",
+    "len",
+    "reactor_id",
+    "type",
+    "flags",
+    "server_fd",
+    "ext_flags",
+    "reserved",
+    "time",
 )
 
 
 def header_fields(datagram: bytes) -> dict[str, int | float]:
-    return dict(zip(HEADER_FIELDS, HEADER.unpack_from(datagram)))
+    return dict(zip(HEADER_FIELDS, HEADER.unpack_from(datagram), strict=False))
 
 
 def feed_all(reassembler: Reassembler, datagrams: list[bytes]) -> list[Message]:
@@ -49,8 +58,13 @@ def test_header_is_40_bytes() -> None:
 
 def test_header_fields_sit_at_swoole_datahead_offsets() -> None:
     message = Message(
-        EventType.PIPE_MESSAGE, fd=0x0102030405060708, reactor_id=-2, server_fd=0xBEEF, ext_flags=0x0102,
-        time=1234.5, data=b"abc",
+        EventType.PIPE_MESSAGE,
+        fd=0x0102030405060708,
+        reactor_id=-2,
+        server_fd=0xBEEF,
+        ext_flags=0x0102,
+        time=1234.5,
+        data=b"abc",
     )
     (datagram,) = encode(message, msg_id=0x1122334455667788)
 
@@ -136,7 +150,7 @@ def test_interleaved_chunks_of_two_messages_reassemble_both() -> None:
     second = Message(EventType.PIPE_MESSAGE, fd=2, reactor_id=4, data=b"b" * 700)
     first_datagrams = encode(first, msg_id=(100 << 32) | 1, max_datagram=140)
     second_datagrams = encode(second, msg_id=(200 << 32) | 1, max_datagram=140)
-    interleaved = [d for pair in zip(first_datagrams, second_datagrams) for d in pair]
+    interleaved = [d for pair in zip(first_datagrams, second_datagrams, strict=False) for d in pair]
     interleaved += first_datagrams[len(second_datagrams) :]
 
     received = feed_all(Reassembler(), interleaved)
@@ -169,8 +183,10 @@ def test_datagram_read_from_a_reused_buffer_is_copied_out() -> None:
     buffer = bytearray(MAX_DATAGRAM)
     reassembler = Reassembler()
     received = []
-    for datagram in [*encode(Message(EventType.RECV_DATA, data=data), msg_id=1, max_datagram=120),
-                     *encode(Message(EventType.RECV_DATA, data=data), msg_id=2)]:
+    for datagram in [
+        *encode(Message(EventType.RECV_DATA, data=data), msg_id=1, max_datagram=120),
+        *encode(Message(EventType.RECV_DATA, data=data), msg_id=2),
+    ]:
         buffer[: len(datagram)] = datagram
         message = reassembler.feed(memoryview(buffer)[: len(datagram)])
         buffer[:] = bytes(len(buffer))  # the next recv_into overwrites the buffer
@@ -317,14 +333,21 @@ def test_pack_is_encode_of_a_small_message_with_msg_id_0() -> None:
 
 def test_a_batch_hands_on_every_message_in_order_the_hot_type_without_a_message_object() -> None:
     close = Message(EventType.CLOSE, fd=3, reactor_id=1, server_fd=4, ext_flags=1)
-    batch = (pack(EventType.RECV_DATA, 1, 0, 4, 1.5, b"first") + encode(close, msg_id=0)[0]
-             + pack(EventType.RECV_DATA, 2, 1, 4, 2.5, b"") + pack(EventType.RECV_DATA, 3, 0, 4, 3.5, b"third"))
+    batch = (
+        pack(EventType.RECV_DATA, 1, 0, 4, 1.5, b"first")
+        + encode(close, msg_id=0)[0]
+        + pack(EventType.RECV_DATA, 2, 1, 4, 2.5, b"")
+        + pack(EventType.RECV_DATA, 3, 0, 4, 3.5, b"third")
+    )
     collector = Collector()
 
     collector.feed(Reassembler(), batch)
 
     assert collector.received == [
-        ("hot", 1, 0, 4, 1.5, b"first"), close, ("hot", 2, 1, 4, 2.5, b""), ("hot", 3, 0, 4, 3.5, b"third"),
+        ("hot", 1, 0, 4, 1.5, b"first"),
+        close,
+        ("hot", 2, 1, 4, 2.5, b""),
+        ("hot", 3, 0, 4, 3.5, b"third"),
     ]
 
 
@@ -347,11 +370,14 @@ def test_chunks_fed_as_batches_reassemble() -> None:
     assert collector.received == [Message(EventType.RECV_DATA, fd=9, data=data)]
 
 
-@pytest.mark.parametrize(("tail", "error"), [
-    (b"short", "trailing bytes"),
-    (pack(EventType.RECV_DATA, 2, 0, 4, 0.0, b"cut short")[:-1], "announces 9 bytes"),
-    (HEADER.pack(0, 1, 0, 0, EventType.RECV_DATA, FLAG_CHUNK | FLAG_BEGIN, 0, 0, 0, 0.0), "inside a batch"),
-])
+@pytest.mark.parametrize(
+    ("tail", "error"),
+    [
+        (b"short", "trailing bytes"),
+        (pack(EventType.RECV_DATA, 2, 0, 4, 0.0, b"cut short")[:-1], "announces 9 bytes"),
+        (HEADER.pack(0, 1, 0, 0, EventType.RECV_DATA, FLAG_CHUNK | FLAG_BEGIN, 0, 0, 0, 0.0), "inside a batch"),
+    ],
+)
 def test_a_bad_message_in_a_batch_raises_after_the_good_ones_before_it(tail: bytes, error: str) -> None:
     collector = Collector()
 

@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
-from pyswoole.ipc import codec
 from pyswoole.constants import EventType
-from pyswoole.runtime.loop import new_event_loop
+from pyswoole.ipc import codec
 from pyswoole.ipc.pipes import MAX_BATCH, MAX_QUEUED_BYTES, PipeWriter, WorkerPipes, read_datagrams
+from pyswoole.runtime.loop import new_event_loop
 
 
 @pytest.fixture
@@ -33,8 +33,9 @@ def queued_datagrams(sock: socket.socket) -> list[bytes]:
             return datagrams
 
 
-def write_in_one_pass(pipe: tuple[socket.socket, socket.socket], messages: list[bytes | list[bytes]],
-                      eager: bool = False) -> list[bytes]:
+def write_in_one_pass(
+    pipe: tuple[socket.socket, socket.socket], messages: list[bytes | list[bytes]], eager: bool = False
+) -> list[bytes]:
     """Write every message (one datagram, or a chunked message's list) in one step of a loop; return what had
     been sent before the pass ended."""
     writer_end, reader_end = pipe
@@ -110,7 +111,7 @@ def test_a_batch_holds_at_most_max_batch_messages(pipe) -> None:
 
     sent_during_the_pass = write_in_one_pass(pipe, messages)
 
-    full_batches = [b"".join(messages[:MAX_BATCH]), b"".join(messages[MAX_BATCH:2 * MAX_BATCH])]
+    full_batches = [b"".join(messages[:MAX_BATCH]), b"".join(messages[MAX_BATCH : 2 * MAX_BATCH])]
     assert sent_during_the_pass == full_batches
     assert queued_datagrams(pipe[1]) == [messages[-1]]
 
@@ -129,8 +130,13 @@ def test_read_datagrams_takes_everything_queued(pipe) -> None:
         master_end.send(package(n) + package(n + 100))
     seen: list[int] = []
 
-    count = read_datagrams(worker_end, codec.Reassembler(), lambda message: seen.append(-1),
-                           EventType.RECV_DATA, lambda fd, *rest: seen.append(fd))
+    count = read_datagrams(
+        worker_end,
+        codec.Reassembler(),
+        lambda message: seen.append(-1),
+        EventType.RECV_DATA,
+        lambda fd, *rest: seen.append(fd),
+    )
 
     assert count == 5
     assert seen == [n + offset for n in range(5) for offset in (0, 100)]
@@ -143,8 +149,14 @@ def test_read_datagrams_takes_no_more_once_stopped(pipe) -> None:
         master_end.send(package(n))
     seen: list[int] = []
 
-    count = read_datagrams(worker_end, codec.Reassembler(), lambda message: None, EventType.RECV_DATA,
-                           lambda fd, *rest: seen.append(fd), stopped=lambda: len(seen) >= 2)
+    count = read_datagrams(
+        worker_end,
+        codec.Reassembler(),
+        lambda message: None,
+        EventType.RECV_DATA,
+        lambda fd, *rest: seen.append(fd),
+        stopped=lambda: len(seen) >= 2,
+    )
 
     assert (count, seen) == (2, [0, 1])
     assert len(queued_datagrams(worker_end)) == 2  # left for whoever reads next (a replacement worker)

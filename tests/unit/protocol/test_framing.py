@@ -38,7 +38,7 @@ def length_package(code: str, length_offset: int, body_offset: int, body: bytes)
 def feed_in_reads(framer: Framer, stream: bytes, cuts: list[int]) -> list[bytes]:
     packages: list[bytes] = []
     bounds = [0, *sorted(cuts), len(stream)]
-    for start, stop in zip(bounds, bounds[1:]):
+    for start, stop in zip(bounds, bounds[1:], strict=False):
         packages += framer.feed(stream[start:stop])
     return packages
 
@@ -431,7 +431,10 @@ def framers(draw: st.DrawFn) -> tuple[Framer, int]:
             st.builds(EofCheckFramer, st.sampled_from(EOFS), st.just(max_length)),
             st.builds(EofSplitFramer, st.sampled_from(EOFS), st.just(max_length)),
             st.builds(
-                LengthFramer, st.sampled_from(sorted(PACKAGE_LENGTH_TYPES)), st.integers(0, 6), st.integers(0, 12),
+                LengthFramer,
+                st.sampled_from(sorted(PACKAGE_LENGTH_TYPES)),
+                st.integers(0, 6),
+                st.integers(0, 12),
                 st.just(max_length),
             ),
             st.builds(FuncFramer, st.just(two_byte_length), st.just(max_length)),

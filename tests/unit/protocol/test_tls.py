@@ -101,8 +101,15 @@ def test_ssl_protocols_without_a_tls_version_is_refused(certs):
 
 
 def test_sni_certs_choose_the_certificate_by_server_name(certs):
-    context = server_context(settings(certs, ssl_sni_certs={
-        "client.example": {"ssl_cert_file": certs["client.pem"], "ssl_key_file": certs["client.key"]}}), "port 1")
+    context = server_context(
+        settings(
+            certs,
+            ssl_sni_certs={
+                "client.example": {"ssl_cert_file": certs["client.pem"], "ssl_key_file": certs["client.key"]}
+            },
+        ),
+        "port 1",
+    )
 
     assert presented_certificate(context, "client.example") == der(certs["client.pem"])
     assert presented_certificate(context, "other.example") == der(certs["server.pem"])
