@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,7 @@ CLIENT_LIST_MAX = 100
 _RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
 _NOT_RUNNING = int(ErrorCode.SERVER_NOT_RUNNING)
 _now = time.time
+_get_ident = threading.get_ident
 
 
 def _to_bytes(data: Any) -> bytes:
@@ -230,6 +232,8 @@ class Server:
         process or thread that owns the connection.
         """
         rt = self._rt
+        if rt.loop_thread and _get_ident() != rt.loop_thread:
+            return rt.in_loop_thread(self.send, fd, data)
         conn = rt.local_connections.get(fd)
         if conn is not None and conn.writable and type(data) is bytes and data:
             # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
@@ -278,6 +282,8 @@ class Server:
     def close(self, fd: int, reset: bool = False) -> bool:
         """Close a session: its Close callback runs (reactor_id -1), then the socket closes after pending
         output is flushed; ``reset=True`` drops pending output and aborts with an RST."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.close, fd, reset)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         code = self._rt.factory.close(fd, reset)
@@ -285,11 +291,15 @@ class Server:
 
     def pause(self, fd: int) -> bool:
         """Stop reading from a connection (its data waits in the kernel) until :meth:`resume`."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.pause, fd)
         code = self._rt.factory.set_reading(fd, False) if self._rt.started else _NOT_RUNNING
         return self._fail(code) if code else True
 
     def resume(self, fd: int) -> bool:
         """Read again from a connection paused by :meth:`pause` (or by ``enable_delay_receive``)."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.resume, fd)
         code = self._rt.factory.set_reading(fd, True) if self._rt.started else _NOT_RUNNING
         return self._fail(code) if code else True
 
@@ -302,6 +312,8 @@ class Server:
         TLS. False (see :meth:`get_last_error`) for a missing or non-regular file, a negative offset or length,
         a range beyond the end of the file, or a session that is unknown or closed.
         """
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.sendfile, fd, filename, offset, length)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         if offset < 0 or length < 0:
@@ -334,6 +346,8 @@ class Server:
         """The sessions that received nothing for longer than their port's ``heartbeat_idle_time``; with
         ``if_close_connection`` they are also closed, their pending output dropped. False when the server has
         no heartbeat (``heartbeat_check_interval`` < 1). BASE mode sees the calling worker's own sessions."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.heartbeat, if_close_connection)
         rt = self._rt
         if not rt.started:
             return self._fail(_NOT_RUNNING)
@@ -386,6 +400,8 @@ class Server:
 
     def bind(self, fd: int, uid: int) -> bool:
         """Attach a uid to a session (for dispatch_mode 5); refused once it has a non-zero uid."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.bind, fd, uid)
         if not -(2**31) <= uid <= 2**32 - 1:
             logger.warning("bind: uid %d out of range", uid)
             return self._fail(ErrorCode.INVALID_PARAMS)
@@ -398,12 +414,16 @@ class Server:
         """Run ``data`` through Task in a task worker; the id of the task, or False. The result comes back to
         Finish (or ``finish_callback(server, task_id, result)``) in this worker. ``data``: any picklable
         object."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.task, data, dst_worker_id, finish_callback)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         return self._rt.tasks.task(data, dst_worker_id, finish_callback)
 
     def task_wait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
         """Run a task and block this worker until its result comes back; False on timeout."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.task_wait, data, timeout, dst_worker_id)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         return self._rt.tasks.task_wait(data, timeout, dst_worker_id)
@@ -412,6 +432,8 @@ class Server:
 
     def task_wait_multi(self, tasks: list[Any], timeout: float = 0.5) -> dict[int, Any] | bool:
         """Run several tasks and block until all are done or the timeout: {index: result} of those in time."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.task_wait_multi, tasks, timeout)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         return self._rt.tasks.task_wait_multi(list(tasks), timeout)
@@ -430,6 +452,8 @@ class Server:
 
     def send_message(self, message: Any, dst_worker_id: int) -> bool:
         """Deliver ``message`` to PipeMessage(server, src_worker_id, message) of another worker or task worker."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.send_message, message, dst_worker_id)
         if not self._rt.started:
             return self._fail(_NOT_RUNNING)
         return self._rt.tasks.send_message(message, dst_worker_id)
@@ -440,6 +464,8 @@ class Server:
 
     def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
         """Call ``callback(timer_id, *args)`` every ``ms`` milliseconds in this process."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.tick, ms, callback, *args)
         timers = self._rt.timers
         if timers is None:
             return self._fail(_NOT_RUNNING)
@@ -447,6 +473,8 @@ class Server:
 
     def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int | bool:
         """Call ``callback(*args)`` once, ``ms`` milliseconds from now, in this process."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.after, ms, callback, *args)
         timers = self._rt.timers
         if timers is None:
             return self._fail(_NOT_RUNNING)
@@ -454,6 +482,8 @@ class Server:
 
     def clear_timer(self, timer_id: int) -> bool:
         """Cancel a timer of this process; False if there is none with that id."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.clear_timer, timer_id)
         timers = self._rt.timers
         return timers is not None and timers.clear(timer_id)
 
@@ -501,6 +531,8 @@ class Server:
 
     def stop(self, worker_id: int = -1, wait_event: bool = False) -> bool:
         """Stop one event worker gracefully (the calling one by default); the manager starts a new one."""
+        if self._rt.foreign_thread():
+            return self._rt.in_loop_thread(self.stop, worker_id, wait_event)
         rt = self._rt
         if not rt.started:
             return self._fail(_NOT_RUNNING)

@@ -266,6 +266,8 @@ _SERVER_SETTINGS: dict[str, _Setting] = {
     "task_ipc_mode": _Setting(_int_choice(range(1, 5)), 1),
     "message_queue_key": _Setting(_int(-(2**31), _INT32_MAX), 0),
     "task_tmpdir": _Setting(_path(absolute=True), "/tmp"),
+    # pyswoole's: a task() finish_callback whose result has not come after this many seconds is dropped (0: kept).
+    "task_finish_timeout": _Setting(_seconds(), 300),
     "task_object": _Setting(_bool, False),
     "discard_timeout_request": _Setting(_bool, False),
     "enable_unsafe_event": _Setting(_bool, False),

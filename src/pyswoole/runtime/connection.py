@@ -23,6 +23,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..log import NOTICE, logger
@@ -327,33 +328,72 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         return peer_certificate_pem(transport.get_extra_info("ssl_object")) if transport is not None else ""
 
-    def info(self) -> dict[str, Any]:
-        """The fields of Swoole's ``getClientInfo``."""
-        port = self.port
-        info: dict[str, Any] = {
-            "server_port": port.port,
-            "server_fd": port.fileno,
-            "socket_fd": self.socket_fd,
-            "socket_type": int(port.base_type),
-            "remote_port": self.remote_port,
-            "remote_ip": self.remote_ip,
-            "reactor_id": self.reactor_id,
-            "connect_time": int(self.connect_time),
-            "last_time": int(self.last_recv_time),
-            "last_recv_time": self.last_recv_time,
-            "last_send_time": self.last_send_time,
-            "last_dispatch_time": self.last_dispatch_time,
-            "close_errno": self.close_errno,
-            "recv_queued_bytes": 0,
-            "send_queued_bytes": self.send_queued_bytes(),
-        }
-        if self.uid:
-            info["uid"] = self.uid
-        if port.ssl_context is not None:
-            certificate = self.client_certificate()
-            if certificate:
-                info["ssl_client_cert"] = certificate
-        return info
+    def facts(self) -> SessionFacts:
+        """What ``getClientInfo`` reports of this connection (BASE mode: the worker's own record)."""
+        return SessionFacts(
+            socket_fd=self.socket_fd,
+            remote_ip=self.remote_ip,
+            remote_port=self.remote_port,
+            reactor_id=self.reactor_id,
+            connect_time=self.connect_time,
+            last_recv_time=self.last_recv_time,
+            last_send_time=self.last_send_time,
+            last_dispatch_time=self.last_dispatch_time,
+            close_errno=self.close_errno,
+            recv_queued_bytes=0,
+            send_queued_bytes=self.send_queued_bytes(),
+            uid=self.uid or None,
+            ssl_client_cert=self.client_certificate() if self.port.ssl_context is not None else "",
+        )
+
+
+@dataclass(slots=True)
+class SessionFacts:
+    """One session as ``getClientInfo`` reports it, read from whichever store holds it: a BASE worker's
+    ``Connection``, or PROCESS mode's shared connection table. ``None`` fields are left out of the answer."""
+
+    socket_fd: int
+    remote_ip: str
+    remote_port: int
+    reactor_id: int
+    connect_time: float
+    last_recv_time: float
+    last_send_time: float
+    last_dispatch_time: float
+    close_errno: int
+    recv_queued_bytes: int
+    send_queued_bytes: int
+    uid: int | None = None
+    worker_id: int | None = None  # dispatch_mode 8: the worker the session sticks to
+    ssl_client_cert: str = ""
+
+
+def client_info(port: Port | None, facts: SessionFacts) -> dict[str, Any]:
+    """The fields of Swoole's ``getClientInfo``, in both run modes."""
+    info: dict[str, Any] = {
+        "server_port": port.port if port is not None else 0,
+        "server_fd": port.fileno if port is not None else -1,
+        "socket_fd": facts.socket_fd,
+        "socket_type": int(port.base_type) if port is not None else 0,
+        "remote_port": facts.remote_port,
+        "remote_ip": facts.remote_ip,
+        "reactor_id": facts.reactor_id,
+        "connect_time": int(facts.connect_time),
+        "last_time": int(facts.last_recv_time),
+        "last_recv_time": facts.last_recv_time,
+        "last_send_time": facts.last_send_time,
+        "last_dispatch_time": facts.last_dispatch_time,
+        "close_errno": facts.close_errno,
+        "recv_queued_bytes": facts.recv_queued_bytes,
+        "send_queued_bytes": facts.send_queued_bytes,
+    }
+    if facts.uid is not None:
+        info["uid"] = facts.uid
+    if facts.worker_id is not None:
+        info["worker_id"] = facts.worker_id
+    if facts.ssl_client_cert:
+        info["ssl_client_cert"] = facts.ssl_client_cert
+    return info
 
 
 def adopt(loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Connection) -> None:

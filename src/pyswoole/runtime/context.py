@@ -9,8 +9,10 @@ rides along as an opaque ``server``: it is the first argument of every callback,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import setproctitle
 
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from .task_worker import TaskWorker
     from .timers import Timers
     from .worker import EventWorker
+
+_T = TypeVar("_T")
 
 
 class Runtime:
@@ -66,6 +70,8 @@ class Runtime:
         self.worker_id = -1
         self.worker_pid = 0
         self.taskworker = False
+        # The thread that runs this event worker's loop (0 elsewhere): calls from other threads are handed to it.
+        self.loop_thread = 0
         self._tasks: TaskClient | None = None
 
     def configure(self, setting: dict[str, Any], shared: SharedState, pipes: WorkerPipes | None) -> None:
@@ -114,12 +120,49 @@ class Runtime:
         except Exception:
             logger.exception("%s callback failed", name)
 
+    def foreign_thread(self) -> bool:
+        """True in an event worker, on a thread other than its loop's (a ``run_in_executor`` job, say)."""
+        return self.loop_thread != 0 and threading.get_ident() != self.loop_thread
+
+    def in_loop_thread(self, call: Callable[..., _T], *args: Any) -> _T | bool:
+        """Run ``call(*args)`` in the worker's loop thread and wait for what it returns (or raises).
+
+        A session's transport, the pipe writers and the timers belong to the loop: touching them from another
+        thread would race with it. False (SERVER_NOT_RUNNING) once the loop has stopped.
+        """
+        worker = self.worker
+        loop = worker.loop if worker is not None else None
+        if loop is None or loop.is_closed():
+            return self.fail(ErrorCode.SERVER_NOT_RUNNING)
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop closed meanwhile
+            return self.fail(ErrorCode.SERVER_NOT_RUNNING)
+        try:
+            return future.result(timeout=self.setting["max_wait_time"] + 10)
+        except concurrent.futures.TimeoutError:  # the loop stopped before it got to the call
+            future.cancel()
+            return self.fail(ErrorCode.SERVER_NOT_RUNNING)
+
     def set_title(self, role: str) -> None:
         """Name this process in ps/top: ``<process_name>: <role>``."""
         setproctitle.setproctitle(f"{self.setting['process_name']}: {role}")
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
         return new_event_loop(self.setting["event_loop"])
+
+    @property
+    def has_task_client(self) -> bool:
+        return self._tasks is not None
 
     @property
     def tasks(self) -> TaskClient:
@@ -136,12 +179,14 @@ class Runtime:
         self.local_connections = worker.connections
         self.worker_id = worker.worker_id
         self.worker_pid = pid
+        self.loop_thread = threading.get_ident()
 
     def leave_worker(self) -> None:
         self.worker = None
         self.timers = None
         self.local_connections = {}
         self.worker_id = -1
+        self.loop_thread = 0
 
     def enter_task_worker(self, task_worker: TaskWorker, pid: int) -> None:
         self.task_worker = task_worker

@@ -21,7 +21,7 @@ from ..constants import ErrorCode, EventType
 from ..ipc import codec, pipes
 from ..ipc.shm import Conn
 from ..log import logger
-from .connection import expired_connections
+from .connection import SessionFacts, client_info, expired_connections
 from .dispatch import HASH_MODES, Dispatcher
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class BaseFactory(_Factory):
 
     def client_info(self, session_id: int) -> dict[str, Any] | None:
         conn = self._conn(session_id)
-        return conn.info() if conn is not None else None
+        return client_info(conn.port, conn.facts()) if conn is not None else None
 
     def live_sessions(self) -> list[tuple[int, int]]:
         """(socket fd, session id) of every open session visible here."""
@@ -264,32 +264,26 @@ class ProcessFactory(_Factory):
         if base < 0:
             return None
         q, d = table.q, table.d
-        port = self.ports.get(q[base + Conn.SERVER_FD])
-        info: dict[str, Any] = {
-            "server_port": port.port if port is not None else 0,
-            "server_fd": q[base + Conn.SERVER_FD],
-            "socket_fd": q[base + Conn.SOCKET_FD],
-            "socket_type": int(port.base_type) if port is not None else 0,
-            "remote_port": q[base + Conn.REMOTE_PORT],
-            "remote_ip": table.remote_ip(base),
-            "reactor_id": q[base + Conn.REACTOR_ID],
-            "connect_time": int(d[base + Conn.CONNECT_TIME]),
-            "last_time": int(d[base + Conn.LAST_RECV_TIME]),
-            "last_recv_time": d[base + Conn.LAST_RECV_TIME],
-            "last_send_time": d[base + Conn.LAST_SEND_TIME],
-            "last_dispatch_time": d[base + Conn.LAST_DISPATCH_TIME],
-            "close_errno": q[base + Conn.CLOSE_ERRNO],
-            "recv_queued_bytes": max(0, q[base + Conn.RECV_QUEUED_BYTES] - q[base + Conn.RECV_DONE_BYTES]),
-            "send_queued_bytes": q[base + Conn.SEND_QUEUED_BYTES],
-        }
-        if q[base + Conn.UID] or self.dispatcher.mode == 5:
-            info["uid"] = q[base + Conn.UID]
-        if q[base + Conn.WORKER_ID] >= 0 and self.dispatcher.mode == 8:
-            info["worker_id"] = q[base + Conn.WORKER_ID]
+        mode = self.dispatcher.mode
         worker = self.rt.worker
-        if worker is not None and session_id in worker.client_certs:
-            info["ssl_client_cert"] = worker.client_certs[session_id]  # only where Connect ran, as in Swoole
-        return info
+        facts = SessionFacts(
+            socket_fd=q[base + Conn.SOCKET_FD],
+            remote_ip=table.remote_ip(base),
+            remote_port=q[base + Conn.REMOTE_PORT],
+            reactor_id=q[base + Conn.REACTOR_ID],
+            connect_time=d[base + Conn.CONNECT_TIME],
+            last_recv_time=d[base + Conn.LAST_RECV_TIME],
+            last_send_time=d[base + Conn.LAST_SEND_TIME],
+            last_dispatch_time=d[base + Conn.LAST_DISPATCH_TIME],
+            close_errno=q[base + Conn.CLOSE_ERRNO],
+            recv_queued_bytes=max(0, q[base + Conn.RECV_QUEUED_BYTES] - q[base + Conn.RECV_DONE_BYTES]),
+            send_queued_bytes=q[base + Conn.SEND_QUEUED_BYTES],
+            uid=q[base + Conn.UID] if q[base + Conn.UID] or mode == 5 else None,
+            worker_id=q[base + Conn.WORKER_ID] if q[base + Conn.WORKER_ID] >= 0 and mode == 8 else None,
+            # Only the worker where Connect ran has the certificate, as in Swoole.
+            ssl_client_cert=worker.client_certs.get(session_id, "") if worker is not None else "",
+        )
+        return client_info(self.ports.get(q[base + Conn.SERVER_FD]), facts)
 
     def idle_sessions(self, now: float) -> list[int]:
         """Every open session that received nothing for longer than its port's heartbeat_idle_time."""

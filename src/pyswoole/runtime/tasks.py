@@ -13,6 +13,7 @@ reads while it blocks, dropping stale results of earlier, timed-out tasks by tas
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import pickle
 import select
@@ -94,7 +95,10 @@ class TaskClient:
         self._next_task_id = 0
         self._round = 0
         self._last_busy_warning = 0.0
-        self._callbacks: dict[int, Callable[..., Any]] = {}
+        # task_id -> (finish_callback, when it is dropped if no result came: monotonic seconds, or inf)
+        self._callbacks: dict[int, tuple[Callable[..., Any], float]] = {}
+        timeout = setting["task_finish_timeout"]
+        self._callback_lifetime: float = timeout if timeout > 0 else math.inf
         self._futures: dict[int, asyncio.Future[Any]] = {}
 
     # task() ---------------------------------------------------------------------------------------------
@@ -122,7 +126,7 @@ class TaskClient:
         if not self._send_task(task_id, payload, flags, dst_worker_id):
             return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
         if finish_callback is not None and not flags & NOREPLY:
-            self._callbacks[task_id] = finish_callback
+            self._callbacks[task_id] = (finish_callback, time.monotonic() + self._callback_lifetime)
         return task_id
 
     def _new_task_id(self) -> int:
@@ -285,13 +289,32 @@ class TaskClient:
             elif not future.done():
                 future.set_result(result)
             return
-        callback = self._callbacks.pop(task_id, None) if message.ext_flags & CALLBACK else None
-        if callback is None:
+        if message.ext_flags & CALLBACK:
+            entry = self._callbacks.pop(task_id, None)
+            if entry is None:
+                logger.warning("result of task %d came after task_finish_timeout: its callback was dropped", task_id)
+                return
+            callback: Callable[..., Any] | None = entry[0]
+        else:
             callback = rt.callbacks.get("finish")
         if callback is None:
             logger.warning("require 'onFinish' callback: result of task %d dropped", task_id)
             return
         rt.worker.call(callback, (rt.server, task_id, result))  # type: ignore[union-attr]
+
+    def drop_expired_callbacks(self) -> None:
+        """Forget the finish callbacks of tasks whose result has not come within ``task_finish_timeout`` (a task
+        worker that died with the task, say), so that the table stays bounded."""
+        now = time.monotonic()
+        expired = [task_id for task_id, (_, deadline) in self._callbacks.items() if deadline <= now]
+        for task_id in expired:
+            del self._callbacks[task_id]
+        if expired:
+            logger.warning(
+                "%d task finish callback(s) dropped: no result within task_finish_timeout (%s s)",
+                len(expired),
+                self.rt.setting["task_finish_timeout"],
+            )
 
     # Messages between workers ---------------------------------------------------------------------------
 

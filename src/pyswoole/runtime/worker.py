@@ -251,6 +251,8 @@ class EventWorker:
                 self.stop()
         if not rt.manager_pid:
             stats.publish(rt)
+        if rt.has_task_client:
+            rt.tasks.drop_expired_callbacks()
         timeout = setting["worker_timeout"]
         delay = min(1.0, timeout / 4) if timeout else 1.0
         if not rt.manager_pid:  # this process publishes the stats: every stats_timer_interval

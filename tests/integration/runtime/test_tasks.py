@@ -370,6 +370,23 @@ def test_a_per_task_callback_gets_the_result_instead_of_finish(start_server, con
     assert [e["result"] for e in server.events("finish")] == ["to Finish"]
 
 
+def test_a_finish_callback_whose_result_does_not_come_in_time_is_dropped(start_server, connect, mode):
+    server = start_tasks_server(start_server, mode, task_finish_timeout=0.5)
+    client = connect(server)
+
+    task_id = client.ask("with_callback(('hold', 'late'))")
+    server.wait_event("task_holding", gate="late")
+    wait_until(lambda: "1 task finish callback(s) dropped" in server.stderr(), message="no callback was dropped")
+    server.release("late")
+    wait_until(
+        lambda: f"result of task {task_id} came after task_finish_timeout" in server.stderr(),
+        message="the late result was not noticed",
+    )
+
+    assert client.ask("len(server._rt.tasks._callbacks)") == 0
+    assert server.events("callback") == [] and server.events("finish") == []
+
+
 def test_task_prefers_an_idle_task_worker(start_server, connect, mode):
     server = start_tasks_server(start_server, mode, task_worker_num=2)
     client = connect(server)
