@@ -1,10 +1,14 @@
-"""pyswoole: Swoole's multi-process, event-driven TCP/UDP server, rebuilt for Python."""
+"""pyswoole: Swoole's multi-process, event-driven TCP, HTTP and WebSocket server, rebuilt for Python."""
+
+from importlib.metadata import version as _version
 
 from .constants import ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
 from .port import Port
 from .runtime.process import Process
 from .server import Server
+
+__version__ = _version("pyswoole")
 
 SWOOLE_BASE = Mode.BASE
 SWOOLE_PROCESS = Mode.PROCESS

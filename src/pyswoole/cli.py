@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+from . import __version__
+
 STALE_AFTER = 5.0  # seconds: a stats file older than this means the server stopped publishing
 
 
@@ -92,6 +94,7 @@ def status(pid_file: str, stats_file: str | None, as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyswoole", description="Control a running pyswoole server.")
+    parser.add_argument("--version", action="version", version=f"pyswoole {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     reload_parser = commands.add_parser("reload", help="restart the workers gracefully")
     reload_parser.add_argument("--task-workers", action="store_true", help="only the task workers")

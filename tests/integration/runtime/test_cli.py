@@ -138,3 +138,15 @@ def test_reload_of_a_single_process_server_does_not_kill_it(start_server, connec
     assert len(server.events("worker_start")) == 1
     os.kill(server.pid, signal.SIGTERM)
     assert server.wait_exit() == 0
+
+
+def test_version_is_the_installed_package_version_from_both_entry_points():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    script = run_cli("--version")
+    module = subprocess.run([sys.executable, "-m", "pyswoole", "--version"], capture_output=True, text=True, timeout=20)
+
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout == f"pyswoole {version('pyswoole')}\n"
