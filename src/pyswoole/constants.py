@@ -62,6 +62,15 @@ class EventType(enum.IntEnum):
     COMMAND_REQUEST = 17
     COMMAND_RESPONSE = 18
     SHUTDOWN_SIGNAL = 19
+    # pyswoole's own, for the protocol rooms (PROTOCOL_EVENTS_FROM on): they go to the session's protocol.
+    HTTP_REQUEST = 32  # reactor -> worker: one whole, parsed request (http.parser.pack_request)
+    HTTP_RESPONSE_END = 33  # worker -> reactor: the current request is answered (ext_flags: what next)
+    WEBSOCKET_MESSAGE = 34  # reactor -> worker: one whole message (ext_flags: opcode)
+    WEBSOCKET_SEND = 35  # any process -> the session's owner: frame and send one message (ext_flags: opcode, flags)
+    WEBSOCKET_CLOSE = 36  # any process -> the session's owner: start the close handshake (data: code, reason)
+
+
+PROTOCOL_EVENTS_FROM = 32
 
 
 class ErrorCode(enum.IntEnum):

@@ -24,6 +24,7 @@ from .protocol.tls import server_context
 
 if TYPE_CHECKING:
     from .runtime.context import Runtime
+    from .runtime.port_protocol import PortProtocol
 
 PORT_EVENTS = ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty")
 
@@ -79,6 +80,8 @@ class Port:
         self.fileno = self.sock.fileno()
         self.port = 0 if base_type in UNIX_TYPES else self.sock.getsockname()[1]
         self._reuse_port = False
+        # What the port speaks beyond raw packages (HTTP, WebSocket): set by the facade at start.
+        self.app_protocol: PortProtocol | None = None
 
     def _bind(self, host: str, port: int) -> socket.socket:
         family = _socket_family(self.base_type)

@@ -181,6 +181,31 @@ def _str_choice(allowed: Collection[str]) -> _Check:
     return check
 
 
+def _str_list(key: str, value: Any) -> list[str]:
+    """One name or a list of names (index files, locations, subprotocols)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) and item for item in items):
+        raise ValueError(f"{key}: expected a str or a list of non-empty str, got {value!r}")
+    return list(items)
+
+
+def _url_prefixes(key: str, value: Any) -> list[str]:
+    prefixes = _str_list(key, value)
+    for prefix in prefixes:
+        if not prefix.startswith("/"):
+            raise ValueError(f"{key}: {prefix!r} must start with '/'")
+    return prefixes
+
+
+def _address(key: str, value: Any) -> str:
+    """``host:port`` (an IPv6 host in brackets), checked here; where it may bind is checked at start."""
+    text = _text(key, value)
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{key}: expected 'host:port', got {value!r}")
+    return text
+
+
 def _package_eof(key: str, value: Any) -> bytes:
     if isinstance(value, str):
         value = value.encode()
@@ -294,6 +319,11 @@ _SERVER_SETTINGS: dict[str, _Setting] = {
     "max_worker_rss": _Setting(_size(0, None), 0),  # 0: no limit
     "worker_timeout": _Setting(_seconds(), 0),  # 0: no limit
     "process_name": _Setting(_text, "pyswoole"),  # prefix of the process titles
+    "log_format": _Setting(_str_choice(("swoole", "json")), "swoole"),
+    "admin_server": _Setting(_address),
+    "admin_server_token": _Setting(_text),
+    "http_access_log": _Setting(_bool, False),
+    "http_access_log_format": _Setting(_text, '%(h)s "%(r)s" %(s)s %(b)s %(D)sus'),
 }
 
 # Port-level settings (§3.2): given to server.set() they apply to the primary port; Port.set() takes only these.
@@ -341,6 +371,30 @@ _PORT_SETTINGS: dict[str, _Setting] = {
     "ssl_capath": _Setting(_path()),
     "ssl_compress": _Setting(_bool),
     "ssl_sni_certs": _Setting(_sni_certs),
+    # HTTP (HttpServer's ports have open_http_protocol on unless they turn it off)
+    "open_http_protocol": _Setting(_bool),
+    "http_parse_post": _Setting(_bool, True),
+    "http_parse_cookie": _Setting(_bool, True),
+    "http_parse_files": _Setting(_bool, True),
+    "upload_tmp_dir": _Setting(_path()),
+    "upload_max_filesize": _Setting(_size(0, _UINT32_MAX), 0),
+    "http_compression": _Setting(_bool, True),
+    "http_compression_level": _Setting(_int(1, 9, "both"), 1),
+    "compression_min_length": _Setting(_size(0, _UINT32_MAX), 20),
+    "document_root": _Setting(_path()),
+    "enable_static_handler": _Setting(_bool, False),
+    "static_handler_locations": _Setting(_url_prefixes),
+    "http_index_files": _Setting(_str_list),
+    "http_autoindex": _Setting(_bool, False),
+    "http_header_max_size": _Setting(_size(1024, _UINT32_MAX), 64 * 2**10),  # pyswoole's
+    "http_header_timeout": _Setting(_seconds(min_positive=0.001), 30),  # pyswoole's; 0: no limit
+    # WebSocket (WebSocketServer's ports have open_websocket_protocol on)
+    "open_websocket_protocol": _Setting(_bool),
+    "websocket_subprotocol": _Setting(_str_list),
+    "websocket_compression": _Setting(_bool, False),
+    "open_websocket_ping_frame": _Setting(_bool, False),
+    "open_websocket_pong_frame": _Setting(_bool, False),
+    "open_websocket_close_frame": _Setting(_bool, False),
 }
 
 _SETTINGS = {**_SERVER_SETTINGS, **_PORT_SETTINGS}
@@ -383,35 +437,14 @@ _IGNORED: dict[str, str] = {
             "trace_flags",
             "bootstrap",
             "init_arguments",
-            "admin_server",
         ),
         _PHP_RUNTIME,
     ),
     **dict.fromkeys(
         (
-            "open_http_protocol",
             "open_http2_protocol",
-            "open_websocket_protocol",
             "open_mqtt_protocol",
             "open_redis_protocol",
-            "http_parse_post",
-            "http_parse_cookie",
-            "http_parse_files",
-            "http_compression",
-            "http_compression_level",
-            "compression_min_length",
-            "upload_tmp_dir",
-            "upload_max_filesize",
-            "document_root",
-            "enable_static_handler",
-            "static_handler_locations",
-            "http_index_files",
-            "http_autoindex",
-            "websocket_compression",
-            "websocket_subprotocol",
-            "open_websocket_close_frame",
-            "open_websocket_ping_frame",
-            "open_websocket_pong_frame",
         ),
         _NO_PROTOCOL,
     ),

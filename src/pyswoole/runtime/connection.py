@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..ipc.codec import Message
 from ..log import NOTICE, logger
 from ..port import Port
 from ..protocol.framing import FramingError
@@ -258,6 +259,12 @@ class Connection(asyncio.Protocol):
             transport.abort()
         else:
             transport.close()
+
+    def protocol_message(self, message: Message) -> None:
+        """A message of a protocol room's own event types about this session (see ``port_protocol``)."""
+        logger.warning(
+            "message type %d for session %d, which speaks no protocol, dropped", message.type, self.session_id
+        )
 
     def set_reading(self, reading: bool) -> None:
         """pause()/resume(): stop or restart reading from the socket.

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..constants import EventType
+from ..constants import PROTOCOL_EVENTS_FROM, EventType
 from ..ipc import codec
 from ..ipc.pipes import PipeWriter, read_datagrams
 from ..ipc.shm import Conn, Slot, SlotCounters
@@ -188,7 +188,12 @@ class ReactorThread:
 
     def adopt(self, sock: socket.socket, port: Port, session_id: int, base: int) -> None:
         """Take over a connection the master accepted (runs in this thread); TLS: the handshake runs here."""
-        adopt(self.loop, sock, ReactorConnection(self, port, self.handlers[port.fileno], session_id, base))  # type: ignore[arg-type]
+        handlers = self.handlers[port.fileno]
+        if port.app_protocol is not None:
+            conn = port.app_protocol.reactor_connection(self, port, handlers, session_id, base)
+        else:
+            conn = ReactorConnection(self, port, handlers, session_id, base)
+        adopt(self.loop, sock, conn)  # type: ignore[arg-type]
 
     def admit(self, conn: Connection) -> bool:
         return True  # the master admitted it (max_connection) before handing it over
@@ -402,6 +407,9 @@ class ReactorThread:
                     conn.send_file(*codec.unpack_sendfile(message.data))
                 except (OSError, codec.IpcError) as exc:
                     logger.warning("sendfile to session %d failed: %s", conn.session_id, exc)
+        elif kind >= PROTOCOL_EVENTS_FROM:
+            if conn is not None:
+                conn.protocol_message(message)
         else:
             logger.warning("unexpected message type %d from a worker", kind)
 

@@ -24,7 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import log
-from ..constants import ErrorCode, EventType, Mode, WorkerStatus
+from ..constants import PROTOCOL_EVENTS_FROM, ErrorCode, EventType, Mode, WorkerStatus
 from ..ipc import codec, pipes
 from ..ipc.shm import Conn, Global, Slot, SlotCounters
 from ..log import logger
@@ -180,7 +180,7 @@ class EventWorker:
                     self._own_sockets.append(listening)
             elif port.is_stream:
                 listener = await loop.create_server(
-                    partial(WorkerConnection, self, port, handlers),
+                    partial(self.new_connection, port, handlers),
                     sock=port.socket_for_worker(),
                     backlog=port.backlog,
                     start_serving=True,
@@ -408,7 +408,13 @@ class EventWorker:
                 self.loop.call_later(1.0, self._resume_accept_tls, listening, port, handlers)  # type: ignore[union-attr]
                 return
             sock.setblocking(False)
-            adopt(self.loop, sock, WorkerConnection(self, port, handlers))  # type: ignore[arg-type]
+            adopt(self.loop, sock, self.new_connection(port, handlers))  # type: ignore[arg-type]
+
+    def new_connection(self, port: Port, handlers: PortHandlers) -> Connection:
+        """A connection of ``port`` accepted by this worker (BASE mode): the port's protocol's, or a raw one."""
+        if port.app_protocol is not None:
+            return port.app_protocol.worker_connection(self, port, handlers)
+        return WorkerConnection(self, port, handlers)
 
     def _resume_accept_tls(self, listening: socket.socket, port: Port, handlers: PortHandlers) -> None:
         if not self.stopping:
@@ -493,10 +499,27 @@ class EventWorker:
 
     def _handle(self, message: codec.Message) -> None:
         handler = self._on_message.get(message.type)
-        if handler is None:
-            logger.warning("unexpected message type %d on worker pipe", message.type)
-        else:
+        if handler is not None:
             handler(message)
+        elif message.type >= PROTOCOL_EVENTS_FROM:
+            self._protocol_message(message)
+        else:
+            logger.warning("unexpected message type %d on worker pipe", message.type)
+
+    def _protocol_message(self, message: codec.Message) -> None:
+        """An event of a protocol room: in BASE mode about one of this worker's sessions (forwarded to it); in
+        PROCESS mode from a reactor thread, for the port's protocol."""
+        if not self.process_mode:
+            conn = self.connections.get(message.fd)
+            if conn is not None:
+                conn.protocol_message(message)
+            return
+        handlers = self.handlers.get(message.server_fd)
+        app_protocol = handlers.port.app_protocol if handlers is not None else None
+        if app_protocol is None:
+            logger.warning("message type %d for a port without its protocol dropped", message.type)
+        else:
+            app_protocol.worker_message(self, message)
 
     # BASE mode: requests other processes forward for this worker's sessions ------------------------------
 
