@@ -132,12 +132,20 @@ class Port:
 
     # Runtime --------------------------------------------------------------------------------------------
 
-    def resolve_protocol(self, server_settings: dict[str, Any], is_primary: bool) -> None:
+    def resolve_protocol(
+        self, server_settings: dict[str, Any], is_primary: bool, speaks: dict[str, bool] | None = None
+    ) -> None:
         """Fix the port's effective protocol settings. Swoole's rule: the primary port takes the server's
-        settings; another port takes them all, unless its own ``set()`` was called, then none of them."""
+        settings; another port takes them all, unless its own ``set()`` was called, then none of them.
+        ``speaks``: the server class's protocols (``open_http_protocol``...), which every port keeps unless its
+        settings turn them off."""
         own = self.setting if self._configured and not is_primary else server_settings
         effective = settings_module.resolve(own, self._rt.mode)
         self.protocol = {key: effective[key] for key in settings_module.PORT_KEYS if key in effective}
+        for key, on in {"open_http_protocol": False, "open_websocket_protocol": False, **(speaks or {})}.items():
+            self.protocol.setdefault(key, on)
+        if self.protocol["open_websocket_protocol"]:
+            self.protocol["open_http_protocol"] = True  # the upgrade is an HTTP request
         if self.ssl:
             self.ssl_context = server_context(self.protocol, repr(self))
         self._accepted_options = self._socket_options()
