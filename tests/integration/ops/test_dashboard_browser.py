@@ -1,0 +1,60 @@
+"""The dashboard in a real headless Chromium against a real AdminServer: its numbers move every second."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opskit import AdminFactory, make_snapshot
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+
+
+def rendered_dom(url: str, profile: Path, virtual_ms: int) -> str:
+    """The page's DOM after ``virtual_ms`` of (virtual) time: timers run, fetches go to the real server."""
+    assert CHROMIUM is not None
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=1280,1000", f"--virtual-time-budget={virtual_ms}",
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def element_text(dom: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
+    assert match, f"no element {element_id}"
+    return match.group(1)
+
+
+def test_the_dashboard_refreshes_and_shows_the_numbers(admin: AdminFactory, tmp_path: Path) -> None:
+    started = time.time()
+    calls = {"n": 0}
+
+    def snapshot() -> dict[str, Any]:
+        calls["n"] += 1
+        # a virtual second per poll: 250 requests per second
+        return make_snapshot(requests=5000 + 250 * calls["n"], now=started + calls["n"])
+
+    loop = admin(snapshot=snapshot)
+    dom = rendered_dom(loop.url + "/", tmp_path / "profile", 6000)
+    updated = int(re.search(r'<body[^>]*data-updated="(\d+)"', dom).group(1))  # type: ignore[union-attr]
+    assert updated >= 3
+    assert calls["n"] == updated
+    assert element_text(dom, "rps") == "250"
+    assert element_text(dom, "connections") == "7"
+    assert element_text(dom, "workers-busy") == "1"
+    assert element_text(dom, "workers-idle") == "1"
+    assert element_text(dom, "tasking") == "3"
+    assert element_text(dom, "memory") == "82.0 MiB"
+    assert dom.count("<tr>") >= 4  # the table head and one row per process
+    assert 'class="live ok"' in dom
