@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 FILES = ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key")
-
-
-def openssl_available() -> bool:
-    return shutil.which("openssl") is not None
 
 
 def make_test_certificates(where: Path) -> dict[str, str]:

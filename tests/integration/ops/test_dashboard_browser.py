@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opskit import AdminFactory, make_snapshot
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+from programs import need
 
 
 def rendered_dom(url: str, profile: Path, virtual_ms: int) -> str:
     """The page's DOM after ``virtual_ms`` of (virtual) time: timers run, fetches go to the real server."""
-    assert CHROMIUM is not None
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        [need("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={profile}", "--window-size=1280,1000", f"--virtual-time-budget={virtual_ms}",
          "--dump-dom", url],

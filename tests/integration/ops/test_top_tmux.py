@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -14,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opskit import make_snapshot
 
-TMUX = "/usr/bin/tmux"
-pytestmark = pytest.mark.skipif(not os.access(TMUX, os.X_OK), reason="no tmux on this machine")
+from opskit import make_snapshot
+from programs import need
 
 
 class Pane:
@@ -31,7 +29,9 @@ class Pane:
         self.tmux("new-session", "-d", "-s", "top", "-x", "130", "-y", "30", command)
 
     def tmux(self, *args: str) -> str:
-        result = subprocess.run([TMUX, "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            [need("tmux"), "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -66,7 +66,7 @@ def pane(tmp_path: Path) -> Iterator[Callable[[str], Pane]]:
 
     yield start
     if started:
-        subprocess.run([TMUX, "-S", str(socket), "kill-server"], capture_output=True, timeout=10)
+        subprocess.run([need("tmux"), "-S", str(socket), "kill-server"], capture_output=True, timeout=10)
 
 
 def write_stats(path: Path, snapshot: dict[str, Any]) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from programs import need
 from serverkit import recv_exactly
-from tlscerts import make_test_certificates, openssl_available
+from tlscerts import make_test_certificates
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -23,8 +24,7 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if not openssl_available():
-        pytest.skip("the openssl command is needed to make test certificates")
+    need("openssl")
     return make_test_certificates(tmp_path_factory.mktemp("certs"))
 
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from programs import need
 from pyswoole import ServerError
 from pyswoole.protocol.tls import server_context
-from tlscerts import make_test_certificates, openssl_available
+from tlscerts import make_test_certificates
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if not openssl_available():
-        pytest.skip("the openssl command is needed to make test certificates")
+    need("openssl")
     return make_test_certificates(tmp_path_factory.mktemp("certs"))
 
 
