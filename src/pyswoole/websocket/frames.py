@@ -242,7 +242,13 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Frame:
     if size != offset + length:
         raise ValueError(f"not one whole WebSocket frame: {size} bytes, the frame is {offset + length}")
     payload = bytes(data[offset:])
-    flags = first >> 7 | (first & 0x70) >> 2
+    flags = first >> 7
+    if first & 0x40:
+        flags |= RSV1
+    if first & 0x20:
+        flags |= RSV2
+    if first & 0x10:
+        flags |= RSV3
     if second & 0x80:
         payload = apply_mask(payload, data[offset - 4 : offset])
         flags |= MASK
