@@ -146,6 +146,7 @@ class FrameParser:
                 return []
             data = b"".join(self._pending)
             self._pending = []
+            self._pending_size = 0
         events: list[Event] = []
         size = len(data)
         position = 0
