@@ -158,7 +158,7 @@ def run(stream: bytes, cuts: list[int], max_size: int, deflate: PerMessageDeflat
             raise Violation(f"events after a Close or ProtocolError: {got!r}")
         events += got
         ended = ended or any(isinstance(event, Close | ProtocolError) for event in got)
-        held = sum(map(len, parser._pending)) + len(parser._fragments)
+        held = len(parser._pending) + len(parser._fragments)
         if held > max_size + HELD_BEYOND_MAX:
             raise Violation(f"the parser holds {held} bytes, over max_message_size {max_size} + {HELD_BEYOND_MAX}")
     return events

@@ -110,7 +110,6 @@ class FrameParser:
         "_message_size",
         "_needed",
         "_pending",
-        "_pending_size",
         "_require_mask",
     )
 
@@ -124,9 +123,9 @@ class FrameParser:
         self._require_mask = require_mask
         self._deflate = deflate
         self._closed = False
-        # The start of a frame not yet whole, in the pieces it came in; joined once _needed bytes are there.
-        self._pending: list[bytes] = []
-        self._pending_size = 0
+        # The start of a frame not yet whole, parsed once _needed bytes are there. One bytearray rather than a
+        # list of the reads: a peer trickling a frame byte by byte must not cost an object per byte.
+        self._pending = bytearray()
         self._needed = 0
         # The fragmented message in progress: its opcode (0 when none), payload so far, size, text validator.
         self._message_opcode = 0
@@ -140,13 +139,11 @@ class FrameParser:
         if self._closed:
             return []
         if self._pending:
-            self._pending.append(data)
-            self._pending_size += len(data)
-            if self._pending_size < self._needed:
+            self._pending += data
+            if len(self._pending) < self._needed:
                 return []
-            data = b"".join(self._pending)
-            self._pending = []
-            self._pending_size = 0
+            data = bytes(self._pending)
+            self._pending = bytearray()
         events: list[Event] = []
         size = len(data)
         position = 0
@@ -280,13 +277,11 @@ class FrameParser:
 
     def _wait(self, data: bytes, position: int, needed: int) -> None:
         """Keep the partial frame at ``position`` until ``needed`` bytes of it have come."""
-        rest = data[position:] if position else data
-        self._pending = [rest]
-        self._pending_size = len(rest)
+        self._pending = bytearray(memoryview(data)[position:])
         self._needed = needed
 
     def _finish(self) -> None:
         self._closed = True
-        self._pending = []
+        self._pending = bytearray()
         self._fragments = bytearray()
         self._decoder = None

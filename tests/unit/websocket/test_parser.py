@@ -254,16 +254,32 @@ def test_empty_fragments_without_end_hold_no_memory() -> None:
 def test_a_large_frame_in_small_pieces_is_buffered_once() -> None:
     payload = bytes(1_000_000)
     stream = client_frame(BINARY, payload)
+    pieces = [stream[start : start + 1000] for start in range(0, len(stream), 1000)]
     parser = FrameParser()
     tracemalloc.start()
     try:
-        for start in range(0, len(stream) - 1000, 1000):
-            assert parser.feed(stream[start : start + 1000]) == []
+        for piece in pieces[:-1]:
+            assert parser.feed(piece) == []
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1_500_000  # the pieces, kept once, plus slices of the stream made by the loop
-    assert parser.feed(stream[start + 1000 :]) == [Message(BINARY, payload, False)]
+    assert peak < 1_300_000
+    assert parser.feed(pieces[-1]) == [Message(BINARY, payload, False)]
+
+
+def test_a_frame_trickling_in_byte_by_byte_costs_its_bytes_not_an_object_each() -> None:
+    stream = client_frame(BINARY, bytes(100_000))
+    pieces = [stream[index : index + 1] for index in range(len(stream))]
+    parser = FrameParser()
+    tracemalloc.start()
+    try:
+        for piece in pieces[:-1]:
+            parser.feed(piece)
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current < 200_000
+    assert parser.feed(pieces[-1]) == [Message(BINARY, bytes(100_000), False)]
 
 
 # ---- close --------------------------------------------------------------------------------------------------
