@@ -35,7 +35,6 @@ RSV1: Final = 4
 RSV2: Final = 8
 RSV3: Final = 16
 MASK: Final = 32
-FLAGS_ALL: Final = FIN | COMPRESS | RSV1 | RSV2 | RSV3 | MASK
 
 # Close codes, with Swoole's names (RFC 6455 section 7.4.1, and the IANA registry for 1012-1014).
 CLOSE_NORMAL: Final = 1000
@@ -176,10 +175,10 @@ def pack(data: str | bytes | Frame, opcode: int | None = None, flags: int = FIN)
     ``opcode=None`` picks TEXT for ``str`` and BINARY for bytes. ``flags`` are Swoole's: FIN ends the message,
     COMPRESS deflates a whole text or binary message (RFC 7692, no context takeover) and sets RSV1, RSV1 sets
     it (for a payload deflated already), MASK masks the payload with a random key; RSV2 and RSV3 are read-only
-    (Swoole's word) and ignored. A CLOSE frame carries code 1000 and ``data``
-    as its reason. A ``Frame`` is packed from its own fields (a ``CloseFrame`` from ``code`` and ``reason``,
-    ``finish`` deciding FIN). Raises ``ValueError`` for an unknown opcode, a control frame that is fragmented
-    or over 125 bytes, or a bad close code or reason.
+    (Swoole's word) and ignored. A CLOSE frame carries code 1000 and ``data`` as its reason. A ``Frame`` is
+    packed from its own fields (a ``CloseFrame`` from ``code`` and ``reason``, ``finish`` deciding FIN).
+    Raises ``ValueError`` for an unknown opcode, a control frame that is fragmented or over 125 bytes, a
+    compressed fragment or control frame, or a bad close code or reason.
     """
     if isinstance(data, Frame):
         frame = data
@@ -218,7 +217,8 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Frame:
 
     A masked payload is unmasked (MASK in ``flags``); a text or binary frame with RSV1 is inflated as
     permessage-deflate, at most ``max_size`` bytes, its flags then showing COMPRESS instead of RSV1, as Swoole
-    reports a compressed message. Raises ``ValueError`` unless ``data`` is exactly one whole, sound frame.
+    reports a compressed message. Raises ``ValueError`` unless ``data`` is exactly one whole, sound frame (a
+    text frame's payload must be UTF-8 on its own, so a fragment cut inside a code point is refused).
     """
     size = len(data)
     if size < 2:
