@@ -203,3 +203,12 @@ def format_cookie(
     if priority:
         text += f"; Priority={priority}"
     return text
+
+
+def error_response(status: int) -> bytes:
+    """The whole answer to a request the server refuses by itself (400, 408, 413, 431...): it closes."""
+    body = f"{status} {REASONS.get(status, 'Error')}\n".encode()
+    return b"".join((
+        status_line(status), date_line(), SERVER_LINE, b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\n" % len(body), CONNECTION_LINES[False], b"\r\n", body,
+    ))  # fmt: skip

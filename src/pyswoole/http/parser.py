@@ -127,6 +127,11 @@ class RequestParser:
         """Whether a request has started but its header section is not complete (for http_header_timeout)."""
         return self._state == HEAD
 
+    @property
+    def in_body(self) -> bool:
+        """Whether a request's body (or its chunked trailer) is arriving."""
+        return BODY <= self._state <= TRAILER
+
     # ---- llhttp's callbacks (httptools looks them up by name) ---------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:

@@ -15,10 +15,11 @@ import mimetypes
 import os
 import stat
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..constants import ErrorCode
 from ..log import logger
+from ..runtime.context import runtime_of
 from .headers import (
     CONNECTION_LINES,
     DEFAULT_CONTENT_TYPE_LINE,
@@ -34,6 +35,7 @@ from .headers import (
 )
 from .options import HttpOptions
 from .parser import RequestHead
+from .sink import SessionSink
 
 # Swoole's error numbers that pyswoole.constants.ErrorCode does not list (yet).
 HTTP_CONTEXT_UNAVAILABLE = 7106
@@ -169,6 +171,12 @@ class Response:
         self._options = options
         self._headers: dict[str, tuple[bytes, str]] = {}  # lower-cased name -> (its lines, its value)
         self._cookies: list[bytes] = []
+
+    @classmethod
+    def create(cls, server: Any, fd: int) -> Response:
+        """A response for session ``fd`` of ``server``, from any worker, task worker or user process: with
+        ``detach()`` a request can be answered later, elsewhere. It answers as to a GET over HTTP/1.1."""
+        return cls(SessionSink(runtime_of(server), fd), None)
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "detached" if self.detached else "open"

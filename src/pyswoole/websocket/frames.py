@@ -195,6 +195,23 @@ def pack(data: str | bytes | Frame, opcode: int | None = None, flags: int = FIN)
     return _pack_payload(data.encode() if isinstance(data, str) else bytes(data), opcode, flags)
 
 
+def message(data: str | bytes | Frame, opcode: int | None, flags: int, deflate: PerMessageDeflate | None) -> bytes:
+    """A frame for ``push`` to one session: as ``pack``, but ``COMPRESS`` deflates with the window the session
+    agreed to, and is dropped for a session that did not agree to permessage-deflate."""
+    if flags == FIN and opcode is None and type(data) is str:  # the common push, kept short
+        return encode_frame(Opcode.TEXT, data.encode())
+    if deflate is None:
+        flags &= ~COMPRESS
+    if isinstance(data, Frame):
+        return pack(data, opcode, flags)
+    if opcode is None:
+        opcode = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+    payload = data.encode() if isinstance(data, str) else bytes(data)
+    if flags & COMPRESS and deflate is not None and opcode in (Opcode.TEXT, Opcode.BINARY) and flags & FIN:
+        return encode_frame(opcode, deflate.compress(payload), True, True)
+    return _pack_payload(payload, opcode, flags & ~MASK)
+
+
 def _as_text(data: str | bytes) -> str:
     return data if isinstance(data, str) else bytes(data).decode()
 
