@@ -96,8 +96,10 @@ class HttpWorkerConnection(WorkerConnection):
                     if self.upgrade is None:
                         logger.warning("session %d: an upgrade nobody accepted; closed", self.session_id)
                         self.worker.close(self.session_id)
-                    elif item.rest:
-                        self._websocket_receive(item.rest)
+                    else:
+                        rest = conversation.upgraded_bytes()
+                        if rest:
+                            self._websocket_receive(rest)
         finally:
             self.advancing = False
         self._watch_header()

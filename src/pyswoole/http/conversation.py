@@ -23,7 +23,9 @@ Item = WholeRequest | ParseError | Upgraded
 
 
 class Conversation:
-    __slots__ = ("parser", "busy", "_collector", "_queue", "_queued_bytes", "_max_queued", "_owed_continue")
+    __slots__ = (
+        "parser", "busy", "_collector", "_queue", "_queued_bytes", "_max_queued", "_owed_continue", "_upgraded",
+    )  # fmt: skip
 
     def __init__(self, parser: RequestParser, max_queued: int) -> None:
         self.parser = parser
@@ -33,9 +35,15 @@ class Conversation:
         self._queued_bytes = 0
         self._max_queued = max_queued
         self._owed_continue = False  # a request waits for "100 Continue" until the current answer is done
+        # What the client sent after an upgrade request, kept until the upgrade is decided (None: no upgrade).
+        self._upgraded: bytearray | None = None
 
     def receive(self, data: bytes) -> bytes:
         """Take bytes from the client; return what to send at once (a ``100 Continue``, or nothing)."""
+        if self._upgraded is not None:
+            self._upgraded += data  # the new protocol's, read once the upgrade is answered
+            self._queued_bytes += len(data)
+            return b""
         events = self.parser.feed(data)
         interim = b""
         for event in events:
@@ -45,10 +53,19 @@ class Conversation:
                 else:
                     interim = CONTINUE
         for item in self._collector.collect(events):
+            if type(item) is Upgraded:
+                self._upgraded = bytearray(item.rest)
             self._queue.append(item)
             if type(item) is tuple:
                 self._queued_bytes += len(item[1])
         return interim
+
+    def upgraded_bytes(self) -> bytes:
+        """Everything the client sent after its upgrade request (once ``next`` handed out the ``Upgraded``)."""
+        rest = bytes(self._upgraded or b"")
+        self._upgraded = bytearray()
+        self._queued_bytes = 0
+        return rest
 
     def next(self) -> Item | None:
         """The next item to answer, if nothing is being answered and one is ready; it is then being answered."""
