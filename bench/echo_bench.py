@@ -34,7 +34,6 @@ import harness
 from harness import (
     BUILD_DIR,
     HOST,
-    LOG_TAIL_CHARS,
     REPO_ROOT,
     SERVERS_DIR,
     STOP_GRACE_S,
@@ -44,8 +43,6 @@ from harness import (
 
 ECHOLOAD_SRC_ENV = "PYSWOOLE_ECHOLOAD_SRC"
 DEFAULT_ECHOLOAD_SRC = REPO_ROOT.parent / "shared" / "bench" / "echoload.c"
-
-LOAD_GRACE_S = 30.0  # beyond --duration, before the load generator is presumed hung
 
 
 @dataclass(frozen=True)
@@ -163,25 +160,7 @@ def run_echoload(
         "-d",
         str(duration),
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        if during is not None:
-            try:
-                proc.wait(timeout=duration / 2)
-            except subprocess.TimeoutExpired:
-                during()
-        out, err = proc.communicate(timeout=duration + LOAD_GRACE_S)
-    except subprocess.TimeoutExpired:
-        raise BenchFailure(f"echoload still running {LOAD_GRACE_S:.0f} s after its {duration} s") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    result = next((line for line in reversed(out.splitlines()) if line.startswith("RESULT ")), None)
-    if proc.returncode != 0 or result is None:
-        detail = (err.strip() or out.strip())[-LOG_TAIL_CHARS:]
-        raise BenchFailure(f"echoload exited with {proc.returncode}: {detail}")
-    return {key: float(value) for key, value in (item.split("=", 1) for item in result.split()[1:])}
+    return harness.run_result_tool(command, duration, during)
 
 
 # ---------------------------------------------------------------- server processes

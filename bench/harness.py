@@ -272,6 +272,34 @@ def build_tool(source: Path, name: str) -> Path:
     return binary
 
 
+def run_result_tool(
+    command: list[str], duration: float, during: Callable[[], object] | None = None, grace: float = 30.0
+) -> dict[str, float]:
+    """Run a C load generator (echoload, wsload) for about ``duration`` seconds and return the figures of its
+    last ``RESULT key=value ...`` line; ``during`` is called once mid-run. BenchFailure when it fails, prints
+    no RESULT, or still runs ``grace`` seconds after its time."""
+    name = Path(command[0]).name
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if during is not None:
+            try:
+                proc.wait(timeout=duration / 2)
+            except subprocess.TimeoutExpired:
+                during()
+        out, err = proc.communicate(timeout=duration + grace)
+    except subprocess.TimeoutExpired:
+        raise BenchFailure(f"{name} still running {grace:.0f} s after its {duration:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = next((line for line in reversed(out.splitlines()) if line.startswith("RESULT ")), None)
+    if proc.returncode != 0 or result is None:
+        detail = (err.strip() or out.strip())[-LOG_TAIL_CHARS:]
+        raise BenchFailure(f"{name} exited with {proc.returncode}: {detail}")
+    return {key: float(value) for key, value in (item.split("=", 1) for item in result.split()[1:])}
+
+
 def raise_open_files_limit() -> int:
     """Raise RLIMIT_NOFILE's soft limit to the hard limit (for thousands of sockets); returns the new limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
