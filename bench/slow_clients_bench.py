@@ -169,6 +169,7 @@ async def normal_client(port: int, result: RunResult, stop: asyncio.Event) -> No
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     while not stop.is_set():
         start = time.perf_counter()
+        response: aioclient.Response | None = None
         try:
             async with asyncio.timeout(NORMAL_TIMEOUT_S):
                 if connection is None:
@@ -179,11 +180,9 @@ async def normal_client(port: int, result: RunResult, stop: asyncio.Event) -> No
         except TimeoutError:
             result.normal_timeouts += 1
             result.latencies_ms.append(NORMAL_TIMEOUT_S * 1e3)
-            response = None
         except (OSError, aioclient.ResponseError):
             result.normal_failed += 1
-            response = None
-        else:
+        if response is not None:
             result.latencies_ms.append((time.perf_counter() - start) * 1e3)
             if response.status != 200:
                 result.normal_failed += 1

@@ -23,7 +23,7 @@ HOST = "127.0.0.1"
 BACKLOG = 4096
 
 
-class EchoListener(WSListener):  # type: ignore[misc]
+class EchoListener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
             transport.send(frame.msg_type, frame.get_payload_as_memoryview())
