@@ -6,6 +6,8 @@ bytes; status lines and formatted header names are cached, the Date line is rebu
 
 from __future__ import annotations
 
+import mimetypes
+import os
 import time
 from email.utils import formatdate
 from urllib.parse import quote_plus
@@ -203,3 +205,32 @@ def format_cookie(
     if priority:
         text += f"; Priority={priority}"
     return text
+
+
+def build_head(status: int, lines: list[bytes], keep_alive: bool, content_length: int | None) -> bytes:
+    """A head made of server-chosen ``lines`` (each ending in CRLF) plus Server, Date and Connection."""
+    return b"".join(
+        (
+            STATUS_LINES[status],
+            *lines,
+            SERVER_LINE,
+            date_line(),
+            CONNECTION_LINES[keep_alive],
+            b"" if content_length is None else b"Content-Length: %d\r\n" % content_length,
+            b"\r\n",
+        )
+    )
+
+
+_media_types: dict[str, str | None] = {}
+
+
+def media_type(path: str) -> str | None:
+    """The media type of a file from its extension (mimetypes' table), None when unknown."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension in _media_types:
+        return _media_types[extension]
+    found = mimetypes.guess_type("x" + extension)[0] if extension else None
+    if len(_media_types) < MAX_CACHED_NAMES:
+        _media_types[extension] = found
+    return found

@@ -136,6 +136,10 @@ class RequestParser:
         if name in FRAMING_HEADERS:
             self._framing.append((name, value))
 
+    def on_headers_complete(self) -> None:
+        # llhttp forgets the Connection header once the message is complete: ask now.
+        self._keep_alive = self._llhttp.should_keep_alive()
+
     def on_message_complete(self) -> None:
         self._llhttp_ends += 1
 
@@ -224,7 +228,7 @@ class RequestParser:
         headers = self._headers
         self._headers = []  # llhttp reports trailer fields too: they go there and are dropped
         requests = self._requests = self._requests + 1
-        keep_alive = self._keep_alive = self._llhttp.should_keep_alive()
+        keep_alive = self._keep_alive
         content_length: int | None = None
         chunked = expect_continue = False
         upgrade: bytes | None = None

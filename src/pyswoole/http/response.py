@@ -11,7 +11,6 @@ take returns False through ``sink.fail(code)`` with one warning logged, and send
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import stat
 import zlib
@@ -30,6 +29,7 @@ from .headers import (
     format_cookie,
     header_name,
     header_text,
+    media_type,
     status_line,
 )
 from .options import HttpOptions
@@ -127,20 +127,6 @@ def compressible(content_type: str) -> bool:
 def compress(data: bytes, coding: str, level: int) -> bytes:
     # gzip: a gzip wrapper (wbits 31); deflate: the zlib format, as RFC 9110 8.4.1.2 defines "deflate".
     return zlib.compress(data, level, 31 if coding == "gzip" else 15)
-
-
-_content_types: dict[str, str] = {}
-
-
-def content_type_for(path: str) -> str:
-    """The media type of a file from its extension, application/octet-stream when unknown."""
-    extension = os.path.splitext(path)[1].lower()
-    content_type = _content_types.get(extension)
-    if content_type is None:
-        content_type = mimetypes.guess_type("x" + extension)[0] or "application/octet-stream"
-        if len(_content_types) < MAX_CACHED:
-            _content_types[extension] = content_type
-    return content_type
 
 
 class Response:
@@ -464,7 +450,7 @@ class Response:
         if length == 0:
             length = info.st_size - offset
         if "content-type" not in self._headers:
-            self.header("Content-Type", content_type_for(filename))
+            self.header("Content-Type", media_type(filename) or "application/octet-stream")
         out = self._build_head(length)
         self._close(headers_sent=True)
         if not self._sink.send(out):
