@@ -217,10 +217,9 @@ def byte_range(value: bytes, size: int) -> tuple[int, int] | None:
             return UNSATISFIABLE
         return max(0, size - suffix), min(suffix, size)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         return UNSATISFIABLE
-    end = min(end, size - 1)
+    end = min(int(last), size - 1) if last else size - 1
     return start, end - start + 1
