@@ -234,3 +234,12 @@ def media_type(path: str) -> str | None:
     if len(_media_types) < MAX_CACHED_NAMES:
         _media_types[extension] = found
     return found
+
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"  # owed to a head with expect_continue, before its body
+
+
+def error_response(status: int) -> bytes:
+    """The whole answer to a request the parser refused (``ParseError.status``); the connection then closes."""
+    body = f"<html><body><h1>{status} {REASONS[status]}</h1></body></html>\n".encode()
+    return build_head(status, [b"Content-Type: text/html\r\n"], False, len(body)) + body

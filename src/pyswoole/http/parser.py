@@ -68,7 +68,8 @@ class ParseError:
 
 @dataclass(frozen=True, slots=True)
 class Upgraded:
-    """The upgrade request has ended; ``rest`` is what the client sent after it. The parser takes nothing more."""
+    """The upgrade request has ended; ``rest`` is what followed it in the same feed. The parser takes nothing
+    more: later bytes belong to the protocol upgraded to."""
 
     rest: bytes
 

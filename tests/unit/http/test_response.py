@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pyswoole.constants import ErrorCode
-from pyswoole.http.headers import cookie_date, format_header_name
+from pyswoole.http.headers import CONTINUE_RESPONSE, REASONS, cookie_date, error_response, format_header_name
 from pyswoole.http.options import HttpOptions
 from pyswoole.http.parser import RequestHead, RequestParser
 from pyswoole.http.response import FILE_NOT_EXIST, HTTP_CONTEXT_UNAVAILABLE, SERVER_IS_NOT_REGULAR_FILE, Response
@@ -584,3 +584,21 @@ def test_fail_500_cannot_help_once_headers_were_sent() -> None:
 
     assert response.fail_500() is False
     assert len(sink.sent) == 1
+
+
+# ---- what the server sends without a Response -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 413, 431, 501, 505])
+def test_an_error_response_is_whole_and_closes_the_connection(status: int) -> None:
+    message = error_response(status)
+
+    lines, body = split(message)
+    assert lines[0] == b"HTTP/1.1 %d %s" % (status, REASONS[status].encode())
+    assert b"Connection: close" in lines
+    assert b"Content-Length: %d" % len(body) in lines
+    assert str(status).encode() in body
+
+
+def test_the_continue_response_is_an_interim_status_line() -> None:
+    assert CONTINUE_RESPONSE == b"HTTP/1.1 100 Continue\r\n\r\n"
