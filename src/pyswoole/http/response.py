@@ -174,12 +174,10 @@ class Response:
             return self._unavailable()
         return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
 
-    def _close(self, headers_sent: bool) -> None:
-        """The response takes nothing more (ended)."""
-        self.ended = True
+    def _close(self) -> None:
+        """The response is ended (its headers sent, or failed to send): it takes nothing more."""
+        self.ended = self.headers_sent = True
         self._open = self._head_open = False
-        if headers_sent:
-            self.headers_sent = True
 
     # ---- headers -------------------------------------------------------------------------------------------
 
@@ -357,7 +355,7 @@ class Response:
                 out = self._build_head(length, extra)
             else:
                 out = self._build_head(len(body), extra, body)
-        self._close(headers_sent=True)
+        self._close()
         if not self._sink.send(out):
             return False
         self._sink.finish(self.keep_alive)
@@ -401,17 +399,16 @@ class Response:
         if not self._streaming:
             self._streaming = True
             self._chunked = self._head is None or self._head.version == "1.1"
-            out = self._build_head(None, b"Transfer-Encoding: chunked\r\n" if self._chunked else b"")
+            coding = b"Transfer-Encoding: chunked\r\n" if self._chunked else b""
+            out = self._build_head(None, coding, b"" if no_body else self._chunk(body))
             self.headers_sent = True
             self._head_open = False
-            if not no_body:
-                out += self._chunk(body)
         elif no_body:
             return True
         else:
             out = self._chunk(body)
         if not self._sink.send(out):
-            self._close(headers_sent=True)
+            self._close()
             return False
         return True
 
@@ -425,7 +422,7 @@ class Response:
                 out = self._chunk(body)
             if self._chunked:
                 out += b"0\r\n\r\n"
-        self._close(headers_sent=True)
+        self._close()
         if out and not self._sink.send(out):
             return False
         self._sink.finish(self.keep_alive)
@@ -452,7 +449,7 @@ class Response:
         if "content-type" not in self._headers:
             self.header("Content-Type", media_type(filename) or "application/octet-stream")
         out = self._build_head(length)
-        self._close(headers_sent=True)
+        self._close()
         if not self._sink.send(out):
             return False
         if length and not self._no_body() and not self._sink.sendfile(filename, offset, length):
