@@ -301,7 +301,8 @@ class RequestParser:
         self._upgrading = False
         if self._llhttp_upgraded:  # Connection: upgrade with Upgrade, or CONNECT
             self._llhttp_upgraded = False
-            self._upgrading = self.allow_upgrade and method != "CONNECT"
+            # A server ignores Upgrade in an HTTP/1.0 request (RFC 9110 7.8); CONNECT tunnels are not served.
+            self._upgrading = self.allow_upgrade and method != "CONNECT" and version == "1.1"
             # llhttp stopped after the header section: a fresh one reads the next request, ours reads the body.
             self._llhttp = httptools.HttpRequestParser(self)
             self._llhttp_ends = self._requests = 0

@@ -264,6 +264,13 @@ def test_without_allow_upgrade_the_upgrade_is_ignored_and_http_goes_on() -> None
     assert events[-1] == RequestEnd()
 
 
+def test_an_upgrade_in_an_http10_request_is_ignored() -> None:
+    events = RequestParser(allow_upgrade=True).feed(WEBSOCKET.replace(b"HTTP/1.1", b"HTTP/1.0"))
+
+    assert only_head(events).upgrade is None
+    assert not any(isinstance(event, Upgraded) for event in events)
+
+
 def test_connect_is_no_upgrade() -> None:
     events = RequestParser(allow_upgrade=True).feed(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n" + GET)
 
