@@ -17,7 +17,9 @@ broken property:
   max_header_size; the parser never holds more than its limits;
 * the requests completed before any error are the same whatever the cut; without an error all events are;
 * for each whole request: ``pack_request``/``unpack_request`` give it back; ``header``, ``server``, ``get``,
-  ``post``, ``cookie`` and ``files`` answer without raising; ``cleanup()`` leaves no upload behind.
+  ``post``, ``cookie`` and ``files`` answer without raising; ``cleanup()`` leaves no upload behind; a Response
+  to it ends without raising (its Accept-Encoding read); the static handler, asked for its path, raises
+  nothing and serves nothing from outside its document root.
 
 Exit status 0 when every input passed; 1 at the first violation, printed with what replays it.
 """
@@ -51,6 +53,8 @@ from pyswoole.http.parser import (
     unpack_request,
 )
 from pyswoole.http.request import Request
+from pyswoole.http.response import Response
+from pyswoole.http.static import StaticFiles
 from pyswoole.log import logger
 
 ERROR_STATUSES = {400, 413, 431, 501, 505}
@@ -59,6 +63,20 @@ BOUNDARY = b"fuzzBoundary1234"
 
 class Violation(AssertionError):
     pass
+
+
+class NullSink:
+    def send(self, data: bytes) -> bool:
+        return True
+
+    def sendfile(self, path: str, offset: int, length: int) -> bool:
+        return True
+
+    def finish(self, keep_alive: bool) -> None:
+        pass
+
+    def fail(self, code: int) -> bool:
+        return False
 
 
 # ---- the corpus --------------------------------------------------------------------------------------------
@@ -99,6 +117,8 @@ CORPUS = [
     b"GET http://example.com:8080/abs?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
     with_length(b"POST /expect HTTP/1.1\r\nExpect: 100-continue\r\nContent-Type: text/plain\r\n", b"0123456789"),
     b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /sub/b.css HTTP/1.1\r\nRange: bytes=1-2\r\nIf-Modified-Since: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n",
+    b"GET /sub/%2e%2e/%2e%2e/secret.txt HTTP/1.1\r\nAccept-Encoding: gzip;q=0.5, deflate\r\n\r\n",
     b"HEAD /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 ]
 SPLICES = [
@@ -119,6 +139,9 @@ SPLICES = [
     b"\t",
     b"--",
     b"--" + BOUNDARY,
+    b"/..",
+    b"%2e",
+    b"%252e",
     b"chunked",
     b"gzip, ",
     b"HTTP/2.0",
@@ -250,7 +273,9 @@ def normalized(events: list[Event]) -> list[Event]:
     return merged
 
 
-def check_requests(requests: list[tuple[RequestHead, bytes]], options: HttpOptions) -> None:
+def check_requests(requests: list[tuple[RequestHead, bytes]], options: HttpOptions, static: StaticFiles) -> int:
+    """Run the per-request properties; how many requests the static handler answered."""
+    served = 0
     for head, body in requests:
         if unpack_request(pack_request(head, body)) != (head, body):
             raise Violation("pack_request then unpack_request changed the request")
@@ -260,13 +285,26 @@ def check_requests(requests: list[tuple[RequestHead, bytes]], options: HttpOptio
         request.get_content()
         request.get_data()
         request.cleanup()
+        Response(NullSink(), head, options).end("answer " * 10)
+        reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
+        served += reply is not None
+        if reply is not None and reply.file is not None and not reply.file.path.startswith(static_root(static)):
+            raise Violation(f"the static handler serves {reply.file.path}, outside its root")
     left = os.listdir(options.upload_tmp_dir)
     if left:
         raise Violation(f"uploads left behind: {left}")
+    return served
 
 
-def check(params: dict[str, Any], stream: bytes, cuts: list[int], options: HttpOptions) -> tuple[str, int]:
-    """Run every property on one input; its outcome ("ok", "upgraded" or the error status), its requests."""
+def static_root(static: StaticFiles) -> str:
+    return os.fsdecode(static.root) + "/"
+
+
+def check(
+    params: dict[str, Any], stream: bytes, cuts: list[int], options: HttpOptions, static: StaticFiles
+) -> tuple[str, int, int]:
+    """Run every property on one input: its outcome ("ok", "upgraded" or the error status), its whole requests,
+    those the static handler answered."""
     whole = feed(params, stream, [])
     pieces = feed(params, stream, cuts)
     check_sequence(params, whole)
@@ -277,10 +315,10 @@ def check(params: dict[str, Any], stream: bytes, cuts: list[int], options: HttpO
     if not isinstance(last, ParseError) and normalized(whole) != normalized(pieces):
         raise Violation("the events differ with the cut")
     requests = completed(whole)
-    check_requests(requests, options)
+    served = check_requests(requests, options, static)
     if isinstance(last, ParseError):
-        return str(last.status), len(requests)
-    return "upgraded" if isinstance(last, Upgraded) else "ok", len(requests)
+        return str(last.status), len(requests), served
+    return "upgraded" if isinstance(last, Upgraded) else "ok", len(requests), served
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,24 +330,33 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.ERROR)  # malformed multipart bodies are logged, by design: not news here
     rng = random.Random(args.seed)
     outcomes: dict[str, int] = {}
-    requests = 0
+    requests = served = 0
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fuzz_http.") as uploads:
-        options = HttpOptions(upload_tmp_dir=uploads)
+    with tempfile.TemporaryDirectory(prefix="fuzz_http.") as work:
+        uploads, root = Path(work, "uploads"), Path(work, "root")
+        (root / "sub").mkdir(parents=True)
+        uploads.mkdir()
+        for name in ("index.html", "a.txt", "sub/b.css"):
+            (root / name).write_text(name)
+        Path(work, "secret.txt").write_text("secret")
+        options = HttpOptions(upload_tmp_dir=str(uploads))
+        static = StaticFiles(str(root), index_files=["index.html"], autoindex=True)
         for index in range(args.count):
             params, stream = make_input(rng)
             cuts = cut_points(rng, len(stream))
             try:
-                outcome, whole_requests = check(params, stream, cuts, options)
+                outcome, whole_requests, static_replies = check(params, stream, cuts, options, static)
             except Exception as failure:
                 print(f"FAILED input {index} (seed {args.seed}): {failure!r}")
                 print(f"  params={params!r}\n  stream={stream!r}\n  cuts={cuts!r}")
                 return 1
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             requests += whole_requests
+            served += static_replies
     elapsed = time.perf_counter() - began
     print(
-        f"{args.count} inputs ({requests} whole requests) passed in {elapsed:.1f} s "
+        f"{args.count} inputs ({requests} whole requests, {served} answered by the static handler) passed in "
+        f"{elapsed:.1f} s "
         f"({args.count / elapsed:,.0f} inputs/s, seed {args.seed})"
     )
     print("  outcomes: " + "  ".join(f"{outcome}: {count}" for outcome, count in sorted(outcomes.items())))
