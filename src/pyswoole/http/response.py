@@ -129,6 +129,22 @@ def compress(data: bytes, coding: str, level: int) -> bytes:
     return zlib.compress(data, level, 31 if coding == "gzip" else 15)
 
 
+# Header lines and Content-Length lines already built: applications set the same few again and again.
+MAX_CACHED_LINES = 4096
+_header_lines: dict[tuple[bytes, str], tuple[bytes, str]] = {}
+_length_lines: dict[int, bytes] = {}
+
+
+def content_length_line(length: int) -> bytes:
+    """``Content-Length: <length>`` and the blank line that ends the head."""
+    line = _length_lines.get(length)
+    if line is None:
+        line = b"Content-Length: %d\r\n\r\n" % length
+        if len(_length_lines) < MAX_CACHED_LINES:
+            _length_lines[length] = line
+    return line
+
+
 class Response:
     """An HTTP response, as Swoole's ``Swoole\\Http\\Response`` (see the module docstring).
 
@@ -136,18 +152,24 @@ class Response:
     The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code`` and ``keep_alive``.
     """
 
-    # Class-level defaults: a fresh response stores only what it is given.
-    status_code = 200
-    reason: str | None = None
-    headers_sent = False
-    ended = False
-    detached = False
-    keep_alive = True  # final once the headers are sent
-    _open = True  # not ended, not detached
-    _head_open = True  # ... and the headers not sent
-    _status_line = STATUS_200
-    _streaming = False  # write() sent the headers
-    _chunked = False  # ... with Transfer-Encoding: chunked
+    __slots__ = (
+        "status_code",
+        "reason",
+        "headers_sent",
+        "ended",
+        "detached",
+        "keep_alive",
+        "_open",
+        "_head_open",
+        "_status_line",
+        "_streaming",
+        "_chunked",
+        "_sink",
+        "_head",
+        "_options",
+        "_headers",
+        "_cookies",
+    )
 
     def __init__(self, sink: ResponseSink, head: RequestHead | None, options: HttpOptions = DEFAULT_OPTIONS) -> None:
         self._sink = sink
@@ -155,6 +177,15 @@ class Response:
         self._options = options
         self._headers: dict[str, tuple[bytes, str]] = {}  # lower-cased name -> (its lines, its value)
         self._cookies: list[bytes] = []
+        self.status_code = 200
+        self.reason: str | None = None
+        self._status_line = STATUS_200
+        self.headers_sent = self.ended = self.detached = False
+        self.keep_alive = True  # final once the headers are sent
+        self._open = True  # not ended, not detached
+        self._head_open = True  # ... and the headers not sent
+        self._streaming = False  # write() sent the headers
+        self._chunked = False  # ... with Transfer-Encoding: chunked
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "detached" if self.detached else "open"
@@ -203,10 +234,15 @@ class Response:
             return self._refuse(ErrorCode.INVALID_PARAMS, f"invalid header name {key!r}")
         lower, prefix = name
         if type(value) is str:  # the usual case, without the general path's list
-            text = value.strip(" \t")
-            if "\r" in text or "\n" in text or "\0" in text:
-                return self._refuse(ErrorCode.INVALID_PARAMS, f"the value of header {key!r} holds CR, LF or NUL")
-            self._headers[lower] = (prefix + text.encode() + b"\r\n", text)
+            line = _header_lines.get((prefix, value))
+            if line is None:
+                text = value.strip(" \t")
+                if "\r" in text or "\n" in text or "\0" in text:
+                    return self._refuse(ErrorCode.INVALID_PARAMS, f"the value of header {key!r} holds CR, LF or NUL")
+                line = (prefix + text.encode() + b"\r\n", text)
+                if len(_header_lines) < MAX_CACHED_LINES:
+                    _header_lines[(prefix, value)] = line
+            self._headers[lower] = line
             return True
         if value is None:
             self._headers.pop(lower, None)
@@ -309,7 +345,7 @@ class Response:
         if extra:
             parts.append(extra)
         if length is not None:
-            parts.append(b"Content-Length: %d\r\n\r\n" % length)
+            parts.append(content_length_line(length))
         else:
             parts.append(b"\r\n")
         if body:
