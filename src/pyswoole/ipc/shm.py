@@ -29,6 +29,7 @@ class Global:
     START_TIME_US = 3
     ONSTART_CALLED = 4
     TASKS_FROM_OTHERS = 5  # tasks sent by the master, the manager or user processes
+    STARTUP_FAILED = 6  # a worker could not start its hosted application: the server stops, start() raises
     SIZE = 8
 
 

@@ -205,9 +205,13 @@ class EventWorker:
             rt.call_event("start", self.server)
         if self.worker_id == 0 and not self.process_mode:
             self.shared.globals[Global.MASTER_PID] = os.getpid()  # BASE mode: worker 0 stands for the master
+        for hook in rt.worker_hooks:
+            await hook.worker_started(self)
         rt.call_event("worker_start", self.server, self.worker_id)
         await self._stopped
         await self._drain()
+        for hook in rt.worker_hooks:
+            await hook.worker_stopping(self)
         rt.call_event("worker_stop", self.server, self.worker_id)
 
     def _install_signals(self) -> None:
