@@ -5,6 +5,7 @@ from .errors import ServerError
 from .port import Port
 from .process import Process
 from .server import Server
+from .state import Atomic, AtomicLong, Lock, Table
 
 SWOOLE_BASE = Mode.BASE
 SWOOLE_PROCESS = Mode.PROCESS
@@ -21,3 +22,4 @@ __all__ = [
     "SWOOLE_BASE", "SWOOLE_PROCESS", "SWOOLE_SOCK_TCP", "SWOOLE_SOCK_TCP6", "SWOOLE_SOCK_UDP",
     "SWOOLE_SOCK_UDP6", "SWOOLE_SOCK_UNIX_STREAM", "SWOOLE_SOCK_UNIX_DGRAM", "SWOOLE_SSL",
 ]
+__all__ += ["Table", "Atomic", "AtomicLong", "Lock"]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import ipc, log
+from . import ipc, log, state
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
@@ -150,6 +150,7 @@ class Server:
             raise ServerError("the server has been shut down, unable to execute start()")
         if self._started:
             raise ServerError("the server is running, unable to execute start()")
+        state.seal()
         setting = settings_module.resolve(self._settings, self.mode)
         log.configure(setting.get("log_file"), setting["log_level"], setting["log_date_format"],
                       setting["log_date_with_microseconds"])
