@@ -441,16 +441,13 @@ static PyObject *Atomic_wait(AtomicObject *self, PyObject *const *args, Py_ssize
         if (one != 0) {
             Py_RETURN_FALSE;
         }
-        int64_t slice = CHECK_INTERVAL_NS * 5;
-        if (deadline >= 0) {
-            int64_t remaining = deadline - now_ns();
-            if (remaining <= 0) {
-                Py_RETURN_FALSE;
-            }
-            slice = remaining < slice ? remaining : slice;
+        /* One sleep until the deadline: wakeup() wakes it, and a signal interrupts it (EINTR) for its handler. */
+        int64_t remaining = deadline < 0 ? 86400 * 1000000000LL : deadline - now_ns();
+        if (remaining <= 0) {
+            Py_RETURN_FALSE;
         }
         Py_BEGIN_ALLOW_THREADS
-        futex_wait(self->value, 0, slice);
+        futex_wait(self->value, 0, remaining);
         Py_END_ALLOW_THREADS
         if (PyErr_CheckSignals() < 0) {
             return NULL;
@@ -894,9 +891,12 @@ static int lock_release(LockObject *self) {
             return 0;
         }
         if (self->type == LOCK_SEM) {
-            /* Only one releaser may win against a concurrent takeover or release. */
-            if (!__atomic_compare_exchange_n(&shm->word, &held, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-                return 0;
+            /* Whoever holds it now is released; a waiter setting the waiters bit meanwhile makes us retry, and
+             * of two concurrent releases of one hold only one succeeds. */
+            while (!__atomic_compare_exchange_n(&shm->word, &held, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+                if (held == 0) {
+                    return 0;
+                }
             }
             if (held & WAITERS) {
                 futex_wake(&shm->word, 1);

@@ -16,14 +16,28 @@ from pyswoole import Atomic, AtomicLong, Lock, Table
 PROCESSES = 4
 
 
+def start_line(processes: int):
+    """A barrier: each process calls the result, which returns once all of them have, so that they really race."""
+    arrived = Atomic()
+
+    def wait_for_all() -> None:
+        arrived.add()
+        while arrived.get() < processes:
+            pass
+
+    return wait_for_all
+
+
 def test_four_processes_incrementing_one_row_and_one_atomic_end_with_exact_totals(children):
     table = Table(64)
     table.column("n", Table.TYPE_INT)
     table.column("f", Table.TYPE_FLOAT)
     table.create()
     hits, balance = Atomic(), AtomicLong()
+    go = start_line(PROCESSES)
 
     def work(ready):
+        go()
         for _ in range(100_000):
             table.incr("hot", "n")
             hits.add()
@@ -38,6 +52,9 @@ def test_four_processes_incrementing_one_row_and_one_atomic_end_with_exact_total
     assert balance.get() == -120_000
 
 
+ROUNDS = 3_000
+
+
 @pytest.mark.parametrize("lock_type", [Lock.MUTEX, Lock.RWLOCK, Lock.SPINLOCK, Lock.SEM])
 def test_a_lock_makes_a_read_modify_write_of_several_processes_exact(children, lock_type):
     table = Table(64)
@@ -45,16 +62,19 @@ def test_a_lock_makes_a_read_modify_write_of_several_processes_exact(children, l
     table.create()
     table.set("c", {"n": 0})
     lock = Lock(lock_type)
+    go = start_line(PROCESSES)
 
     def work(ready):
-        for _ in range(3_000):
+        go()
+        for _ in range(ROUNDS):
             with lock:
                 n = table.get("c", "n")
+                os.sched_yield()  # lets another process in between, even on one CPU, if the lock does not hold
                 table.set("c", {"n": n + 1})
 
     workers = [children.start(work) for _ in range(PROCESSES)]
     assert [w.join() for w in workers] == [0] * PROCESSES
-    assert table.get("c", "n") == PROCESSES * 3_000
+    assert table.get("c", "n") == PROCESSES * ROUNDS
 
 
 def test_rwlock_readers_never_see_a_writers_unfinished_change(children):
@@ -63,24 +83,32 @@ def test_rwlock_readers_never_see_a_writers_unfinished_change(children):
     table.create()
     table.set("c", {"n": 0})
     lock = Lock(Lock.RWLOCK)
-    odd_seen = Atomic()
+    odd_seen, readers_done, writes = Atomic(), Atomic(), Atomic()
+    go = start_line(4)
 
     def write(ready):
-        for _ in range(2_000):
-            with lock:  # two steps: odd in between
+        go()
+        while readers_done.get() < 2:  # writing all the time the readers read
+            with lock:  # two steps, odd in between; the yield lets a reader run right then, even on one CPU
                 table.incr("c", "n")
+                os.sched_yield()
                 table.incr("c", "n")
+            writes.add()
 
     def read(ready):
-        for _ in range(4_000):
+        go()
+        first_write, reads = writes.get(), 0
+        while reads < ROUNDS or writes.get() - first_write < ROUNDS:  # reading all the time writers write
             lock.lock_read()
             if table.get("c", "n") % 2:
                 odd_seen.add()
             lock.unlock()
+            reads += 1
+        readers_done.add()
 
     workers = [children.start(write) for _ in range(2)] + [children.start(read) for _ in range(2)]
     assert [w.join() for w in workers] == [0] * 4
-    assert table.get("c", "n") == 8_000
+    assert table.get("c", "n") == 2 * writes.get() > 0
     assert odd_seen.get() == 0
 
 
