@@ -34,8 +34,11 @@ server.set(worker_num=2, open_eof_split=True, package_eof="\n")
 
 @server.on("start")
 def on_start(server: Server) -> None:
-    print(f"rate limiter on {server.host}:{server.port}: {LIMIT} lines per {WINDOW} s per client address; "
-          f"talk to it with: nc {server.host} {server.port}", flush=True)
+    print(
+        f"rate limiter on {server.host}:{server.port}: {LIMIT} lines per {WINDOW} s per client address; "
+        f"talk to it with: nc {server.host} {server.port}",
+        flush=True,
+    )
 
 
 @server.on("receive")
@@ -52,8 +55,11 @@ def on_receive(server: Server, fd: int, reactor_id: int, data: bytes) -> None:
         server.send(fd, f"slow down: {LIMIT} lines per {WINDOW} s (retry in {retry} s)\n")
         return
     total = served.add()
-    server.send(fd, f"ok {lines}/{LIMIT} from worker {server.worker_id} (pid {os.getpid()}), "
-                    f"{total} served in all: {data.decode(errors='replace').strip()}\n")
+    server.send(
+        fd,
+        f"ok {lines}/{LIMIT} from worker {server.worker_id} (pid {os.getpid()}), "
+        f"{total} served in all: {data.decode(errors='replace').strip()}\n",
+    )
 
 
 if __name__ == "__main__":
