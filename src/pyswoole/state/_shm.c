@@ -106,14 +106,18 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* True when no live process has this pid: it does not exist, or it is a zombie (kill() still succeeds on those
- * until the parent reaps them, which a parent blocked on the same lock would never do). */
-static int process_is_dead(uint32_t pid) {
+/* True when no live process has this pid: it does not exist or, when zombies is set, it is a zombie (kill()
+ * still succeeds on those until the parent reaps them, which a parent blocked on the same lock would never do).
+ * Waits look for zombies, at most once per interval; trylock, which may be called in a loop, only asks kill(). */
+static int process_is_dead(uint32_t pid, int zombies) {
     if (pid == 0 || pid == self_pid) {
         return 0;
     }
     if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
         return 1;
+    }
+    if (!zombies) {
+        return 0;
     }
     char path[32], buf[512];
     snprintf(path, sizeof(path), "/proc/%u/stat", pid);
@@ -177,7 +181,7 @@ static inline void plock_release(uint32_t *word) {
 /* Takes the word from a dead holder, if it still holds it; for trylock, which waits for nothing. */
 static int plock_take_from_dead(uint32_t *word, wait_state *ws) {
     uint32_t seen = __atomic_load_n(word, __ATOMIC_RELAXED);
-    if (seen != 0 && process_is_dead(OWNER(seen)) &&
+    if (seen != 0 && process_is_dead(OWNER(seen), 0) &&
         __atomic_compare_exchange_n(word, &seen, self_pid | (seen & WAITERS), 0, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
         ws->dead_pid = OWNER(seen);
@@ -217,7 +221,7 @@ static int plock_wait_once(uint32_t *word, int64_t slice_ns, int sleeps, wait_st
             }
         }
     }
-    if (timed_out && __atomic_load_n(word, __ATOMIC_RELAXED) == seen && process_is_dead(OWNER(seen)) &&
+    if (timed_out && __atomic_load_n(word, __ATOMIC_RELAXED) == seen && process_is_dead(OWNER(seen), 1) &&
         __atomic_compare_exchange_n(word, &seen, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         ws->dead_pid = OWNER(seen);
         return GOT;
@@ -639,16 +643,16 @@ static void rw_notify(lock_shm *shm) {
 }
 
 /* Frees what dead processes hold: the writer word and read slots. */
-static void rw_reap(lock_shm *shm, wait_state *ws) {
+static void rw_reap(lock_shm *shm, int zombies, wait_state *ws) {
     uint32_t writer = __atomic_load_n(&shm->word, __ATOMIC_SEQ_CST);
-    if (writer != 0 && process_is_dead(writer) &&
+    if (writer != 0 && process_is_dead(writer, zombies) &&
         __atomic_compare_exchange_n(&shm->word, &writer, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
         ws->dead_pid = writer;
         rw_notify(shm);
     }
     for (int i = 0; i < RW_READER_SLOTS; i++) {
         uint32_t reader = __atomic_load_n(&shm->readers[i], __ATOMIC_SEQ_CST);
-        if (reader != 0 && process_is_dead(reader) &&
+        if (reader != 0 && process_is_dead(reader, zombies) &&
             __atomic_compare_exchange_n(&shm->readers[i], &reader, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
             ws->dead_pid = reader;
             rw_notify(shm);
@@ -662,7 +666,7 @@ static void rw_sleep(lock_shm *shm, uint32_t seen, int64_t slice_ns, wait_state 
     int err = futex_wait(&shm->seq, seen, slice_ns);
     __atomic_sub_fetch(&shm->sleepers, 1, __ATOMIC_SEQ_CST);
     if (err == ETIMEDOUT) {
-        rw_reap(shm, ws);
+        rw_reap(shm, 1, ws);
     }
 }
 
@@ -738,7 +742,7 @@ static int lock_try(LockObject *self, int read, wait_state *ws) {
     if (read ? rw_try_read(shm) : rw_try_write(shm)) {
         return 1;
     }
-    rw_reap(shm, ws);
+    rw_reap(shm, 0, ws);
     return ws->dead_pid != 0 && (read ? rw_try_read(shm) : rw_try_write(shm));
 }
 

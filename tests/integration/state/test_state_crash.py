@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyswoole import AtomicLong, Lock, Table
+from pyswoole import Atomic, AtomicLong, Lock, Table
 from pyswoole.state import _shm
 
 BOUND_S = 1.0
@@ -92,17 +92,24 @@ def test_a_table_bucket_held_by_a_killed_writer_is_taken_over_and_the_table_goes
     table.create()
     big = "x" * (4 << 20)  # each set() copies 4 MiB under the bucket lock: a kill almost always lands inside
 
+    sets = Atomic()
+
     def writer(ready):
         table.set("big", {"blob": big})
         ready()
         while True:
             table.set("big", {"n": 1, "blob": big})
+            sets.add()
 
     takeovers = 0
     for _attempt in range(10):
         caplog.clear()
         child = children.start(writer)
         child.wait_ready()
+        # Kill from a timer, not right after a wakeup by the child (which would catch it outside set() every time).
+        first = sets.get()
+        while sets.get() < first + 2:
+            time.sleep(0.001)
         child.kill()
         started = time.monotonic()
         row = table.get("big")  # waits for the bucket if the child died holding it
