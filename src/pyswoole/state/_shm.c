@@ -1289,7 +1289,7 @@ static void report_full(TableObject *t) {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     PyObject *result = PyObject_CallMethod(
-        logger, "warning", "sII", "Table is full (%d buckets, %d rows in the conflict area): a new key was refused",
+        logger, "warning", "sII", "Table is full (%d buckets, %d rows in the conflict area): a new key was refused; make it larger",
         (unsigned int)t->size, (unsigned int)t->conflict_rows);
     Py_XDECREF(result);
     if (PyErr_Occurred()) {

@@ -5,6 +5,9 @@ Several processes adding at once, and wakeup() across processes, are in tests/in
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -75,3 +78,20 @@ def test_wait_on_a_value_other_than_0_or_1_fails_at_once():
     assert atomic.wait(10) is False
     assert time.monotonic() - started < 1.0
     assert atomic.get() == 5
+
+
+def test_a_signal_handler_that_raises_interrupts_wait():
+    def handler(signum: int, frame: object) -> None:
+        raise InterruptedError
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(InterruptedError):
+            Atomic(0).wait(timeout=None)
+        assert time.monotonic() - started < 5
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)

@@ -6,7 +6,11 @@ in tests/integration/state.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -85,3 +89,30 @@ def test_an_unknown_type_is_a_value_error(bad):
 def test_repr_names_the_type():
     assert repr(Lock(Lock.SPINLOCK)) == "<Lock SPINLOCK>"
     assert Lock().type == Lock.MUTEX
+
+
+@pytest.fixture
+def interrupted_soon() -> Iterator[None]:
+    """SIGUSR1 in 50 ms, whose handler raises InterruptedError in the main thread (as Ctrl-C raises there)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise InterruptedError
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    yield
+    timer.join()
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.parametrize("lock_type", TYPES)
+def test_a_signal_handler_that_raises_interrupts_a_wait_and_the_lock_is_not_taken(lock_type, interrupted_soon):
+    lock = Lock(lock_type)
+    lock.lock()
+    started = time.monotonic()
+    with pytest.raises(InterruptedError):
+        lock.lock()
+    assert time.monotonic() - started < 5
+    assert lock.unlock() is True
+    assert lock.unlock() is False  # the interrupted wait left nothing held
