@@ -9,13 +9,15 @@
  * Locks, and why a dead holder cannot wedge the others. Every exclusive lock here (a Table's bucket locks, and
  * Lock's MUTEX, SEM and SPINLOCK) is one 32-bit word holding the pid of the process that holds it (0: free), with
  * bit 31 set while other processes sleep on it (pids are below 2^22 on Linux). Taking it is one compare-and-swap;
- * a waiter spins briefly, then sleeps on the word with futex(2) for at most CHECK_INTERVAL_NS at a time. Whenever
- * a whole interval passes with the same holder, the waiter asks whether that process still exists (kill(pid, 0),
- * and /proc/<pid>/stat for a zombie nobody has reaped yet); if it does not, the waiter takes the lock over with
- * one compare-and-swap from the dead holder's word to its own, so exactly one waiter wins. A holder killed by
- * SIGKILL therefore delays the others by at most about one interval. RWLOCK keeps its writer's pid the same way and
- * one slot per read hold (RW_READER_SLOTS of them) with the reader's pid, so dead readers are found as well; its
- * waiters sleep on a sequence number that every release bumps.
+ * a waiter spins briefly, then sleeps on the word with futex(2) (a SPINLOCK's waiter spins and yields instead) for
+ * at most CHECK_INTERVAL_NS at a time. Whenever a whole interval passes with the same holder, the waiter asks
+ * whether that process still exists (kill(pid, 0), and /proc/<pid>/stat for a zombie nobody has reaped yet); if
+ * it does not, the waiter takes the lock over with one compare-and-swap from the dead holder's word to its own, so
+ * exactly one waiter wins. A holder killed by SIGKILL therefore delays the others by about one or two intervals.
+ * A trylock that fails asks kill() at once (not /proc: it may be called in a loop). RWLOCK keeps its writer's pid
+ * the same way and one slot per read hold (RW_READER_SLOTS of them) with the reader's pid, so dead readers are
+ * found as well; its waiters sleep on a sequence number that every release bumps. A holder that is alive but
+ * stopped (SIGSTOP, a debugger) is waited for.
  *
  * Invariants: no Python code runs and no Python object is made while a Table bucket lock is held (values are
  * converted before taking it and copied out before building the result), so a lock is never held across a
