@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from . import log
+from . import log, state
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, ErrorCode, EventType, Mode, SockType
 from .errors import ServerError
@@ -182,6 +182,7 @@ class Server:
             raise ServerError("the server has been shut down, unable to execute start()")
         if self._rt.started:
             raise ServerError("the server is running, unable to execute start()")
+        state.seal()
         setting = settings_module.resolve(self._settings, self.mode)
         log.configure(
             setting.get("log_file"),
@@ -670,6 +671,8 @@ class HttpServer(Server):
         rt.check_not_started("mount")
         kind = interface_of(app, interface)
         if kind == "wsgi":
+            if isinstance(self, WebSocketServer):
+                raise ValueError("a WSGI application cannot serve WebSocket connections: use an HttpServer")
             self._app = WsgiApp(rt, app, root_path)
             return
         adapter = AsgiApp(rt, app, lifespan, root_path)
