@@ -113,6 +113,10 @@ class ErrorCode(enum.IntEnum):
     WEBSOCKET_UNCONNECTED = 8503  # not a WebSocket session (or not upgraded yet)
     WEBSOCKET_HANDSHAKE_FAILED = 8504
     WEBSOCKET_PACK_FAILED = 8505
+    # pyswoole's own, for the cluster (server.cluster)
+    CLUSTER_NOT_CONFIGURED = 9501  # a cluster call on a server without the cluster setting
+    CLUSTER_UNAVAILABLE = 9502  # Redis cannot be reached now (the call did nothing; the node reconnects by itself)
+    CLUSTER_QUEUE_FULL = 9503  # too much already waits for Redis (this worker's outbox, or the shared task queue)
 
 
 # Process-role symbols used in Swoole's log line prefix: "[date #pid.worker_id]".

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from . import log, state
 from . import settings as settings_module
+from .cluster import Cluster
 from .constants import DGRAM_TYPES, ErrorCode, EventType, Mode, SockType
 from .errors import ServerError
 from .hosting.asgi import AsgiApp
@@ -193,6 +194,8 @@ class Server:
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
             port.resolve_protocol(self._settings, port is self.ports[0], self._SPEAKS if port.is_stream else {})
         self._check_start(setting)
+        if setting.get("cluster"):
+            self.cluster.prepare(setting)
         for port in self.ports:
             if port.speaks_http:
                 websocket = WebSocketService(self._rt, port) if port.speaks_websocket else None
@@ -586,6 +589,14 @@ class Server:
             return self._fail(ErrorCode.INVALID_PARAMS)
         code = rt.factory.stop_worker(worker_id)
         return self._fail(code) if code else True
+
+    # Cluster --------------------------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster:
+        """This server as a node of a cluster of servers sharing one Redis (the ``cluster`` setting): nodes,
+        sessions on other nodes, groups, and with ``task_backend="cluster"`` tasks (docs/cluster.md)."""
+        return Cluster.of(self._rt)
 
     # Introspection --------------------------------------------------------------------------------------
 

@@ -206,6 +206,20 @@ def _address(key: str, value: Any) -> str:
     return text
 
 
+def _redis_url(key: str, value: Any) -> str:
+    url = _text(key, value)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"{key}: expected a redis://, rediss:// or unix:// URL, got {value!r}")
+    return url
+
+
+def _positive_seconds(key: str, value: Any) -> int | float:
+    seconds: int | float = _seconds()(key, value)
+    if seconds < 0.5:
+        raise ValueError(f"{key}: {value!r} is below the minimum 0.5 s")
+    return seconds
+
+
 def _package_eof(key: str, value: Any) -> bytes:
     if isinstance(value, str):
         value = value.encode()
@@ -324,6 +338,13 @@ _SERVER_SETTINGS: dict[str, _Setting] = {
     "admin_server_token": _Setting(_text),
     "http_access_log": _Setting(_bool, False),
     "http_access_log_format": _Setting(_text, '%(h)s "%(r)s" %(s)s %(b)s %(D)sus'),
+    # the cluster (docs/cluster.md): a Redis URL, this node's name, how long a silent node counts as alive, how
+    # long a dead node's task stays pending before another node runs it, and where task() sends tasks
+    "cluster": _Setting(_redis_url),
+    "cluster_node": _Setting(_text),
+    "cluster_node_ttl": _Setting(_positive_seconds, 10),
+    "cluster_task_timeout": _Setting(_positive_seconds, 30),
+    "task_backend": _Setting(_str_choice(("local", "cluster")), "local"),
 }
 
 # Port-level settings (§3.2): given to server.set() they apply to the primary port; Port.set() takes only these.
@@ -573,6 +594,8 @@ def _resolve_cross_checks(effective: dict[str, Any], mode: Mode, cpus: int) -> N
         _log.warning("dispatch_mode: 7 (STREAM) is deprecated and behaves like 3 (IDLE_WORKER)")
     if effective["task_enable_coroutine"] and effective["task_ipc_mode"] in (2, 3):
         raise ValueError("task_enable_coroutine: cannot be used with task_ipc_mode 2 or 3 (message queues)")
+    if effective["task_backend"] == "cluster" and "cluster" not in effective:
+        raise ValueError("task_backend: 'cluster' needs the cluster setting (a Redis URL)")
     if len(effective.get("cpu_affinity_ignore", ())) >= cpus:
         raise ValueError(f"cpu_affinity_ignore: must leave at least one of the {cpus} cpus")
 

@@ -48,6 +48,34 @@ class WorkerHook(Protocol):
     async def worker_stopping(self, worker: EventWorker) -> None: ...
 
 
+class ClusterHooks(Protocol):
+    """What the runtime asks of a server's cluster (``pyswoole.cluster``, set at start when configured): the manager
+    keeps the node registered, the process where a session ends reports it, and with ``task_backend="cluster"``
+    tasks go to the shared queue. The runtime never imports the cluster room."""
+
+    def manager_tick(self) -> float:
+        """Each pass of the manager's loop (its first before any child may need it): the seconds until due again."""
+
+    def manager_stopped(self) -> None: ...
+    def session_closed(self, session_id: int) -> None:
+        """BASE mode: in the worker that owned it; PROCESS mode: in the reactor thread that owned it."""
+
+    def queue_tasks(self, tasks: list[tuple[int, bytes, int]], waiting: bool | None) -> tuple[list[bool], int]: ...
+    async def aqueue_tasks(self, tasks: list[tuple[int, bytes, int]]) -> tuple[list[bool], int]: ...
+    def wait_results(self, task_ids: set[int], deadline: float) -> list[tuple[int, int, bytes]]: ...
+    def task_source(self, worker_id: int) -> RemoteTaskSource: ...
+
+
+class RemoteTaskSource(Protocol):
+    """A task worker's reading of the cluster's task queue; a task is (handle, task id, source worker id, flags,
+    payload), the handle naming it in ``reply`` and ``done``."""
+
+    def fetch(self, block: float) -> list[tuple[int, int, int, int, bytes]]: ...
+    async def afetch(self, block: float) -> list[tuple[int, int, int, int, bytes]]: ...
+    def reply(self, handle: int, flags: int, payload: bytes) -> bool: ...
+    def done(self, handle: int) -> None: ...
+
+
 _RUNTIMES: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 
 
@@ -82,6 +110,7 @@ class Runtime:
         self.processes: list[Process] = []
         self.started = False
         self.worker_hooks: list[WorkerHook] = []  # what a hosted application runs as event workers start and stop
+        self.cluster: ClusterHooks | None = None  # the server's cluster, when the cluster setting names a Redis
         self.manager_pid = 0
         self.last_error = 0
         # This process's role: at most one of worker, task_worker, master and manager is set.

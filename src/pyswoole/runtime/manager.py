@@ -69,6 +69,7 @@ class Manager:
         self.worker_timeout: float = setting["worker_timeout"]
         self._next_stats = 0.0
         self._wake_fds: tuple[int, int] = (-1, -1)
+        self._cluster_due = 1.0  # seconds until the cluster's registration wants refreshing
 
     def run(self) -> None:
         rt = self.rt
@@ -104,11 +105,15 @@ class Manager:
                 self._advance_reload()
                 self._check_heartbeats()
                 self._write_stats()
+                if rt.cluster is not None:
+                    self._cluster_due = rt.cluster.manager_tick()
                 self._sleep(wake_read)
             self.running = False
             if rt.mode == Mode.BASE:  # PROCESS mode: the master runs it
                 rt.call_event("before_shutdown", rt.server)
             self._stop_children()
+            if rt.cluster is not None:
+                rt.cluster.manager_stopped()
             rt.call_event("manager_stop", rt.server)
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -128,6 +133,7 @@ class Manager:
             timeout = min(timeout, min(self.respawn_at.values()) - time.monotonic())
         if self.reloading or self.worker_timeout:
             timeout = min(timeout, 0.1)
+        timeout = min(timeout, self._cluster_due)
         try:
             select.select([wake_read], [], [], max(0.0, timeout))
             while os.read(wake_read, 512):

@@ -359,6 +359,8 @@ class ReactorThread:
         """Forget a session: its record, its dispatch state and its place in the counters."""
         self.dispatcher.release(conn.base)
         self.table.release(conn.session_id)
+        if self.rt.cluster is not None:
+            self.rt.cluster.session_closed(conn.session_id)
         self.slot[Slot.CLOSE] += 1
         self.slot[Slot.CONNECTION_NUM] -= 1
 

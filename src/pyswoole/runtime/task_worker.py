@@ -7,6 +7,11 @@ stop. With ``task_enable_coroutine`` it runs an event loop instead: Task may be 
 
 A task worker exits after ``task_max_request`` tasks (plus grace); the tasks still queued on its pipe wait
 there for its replacement, which inherits the pipe, so none is lost.
+
+With ``task_backend="cluster"`` it also takes tasks from the cluster's shared queue (``rt.cluster.task_source``),
+one at a time as it is free (blocking mode: between two looks at its pipes, waiting at most ``REMOTE_BLOCK``;
+coroutine mode: while fewer than ``REMOTE_IN_FLIGHT`` run); their results go back through the cluster, and a task
+leaves the queue once Task is over.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .tasks import (
     CALLBACK,
     COROUTINE,
     NOREPLY,
+    REMOTE,
     WAITALL,
     PayloadError,
     deliver_pipe_message,
@@ -45,6 +51,8 @@ if TYPE_CHECKING:
 
 _BUSY, _IDLE = int(WorkerStatus.BUSY), int(WorkerStatus.IDLE)
 READ_BATCH = 32  # datagrams taken from one source before looking at the others (Swoole's fairness bound)
+REMOTE_BLOCK = 0.1  # blocking mode: the longest a task worker waits on the cluster's queue before its pipes again
+REMOTE_IN_FLIGHT = 16  # coroutine mode: tasks of the cluster's queue that one task worker runs at once
 
 
 @dataclass
@@ -58,13 +66,14 @@ class Task:
     dispatch_time: float
     _worker: TaskWorker = field(repr=False)
     _finished: bool = field(default=False, repr=False)
+    _handle: int = field(default=0, repr=False)  # a task of the cluster's queue: its handle there
 
     def finish(self, data: Any) -> bool:
         """Send the result to the worker that sent the task (once)."""
         if self._finished:
             return False
         self._finished = True
-        return self._worker.reply(self.id, self.worker_id, self.flags, data)
+        return self._worker.reply(self.id, self.worker_id, self.flags, data, self._handle)
 
 
 def request_limit(limit: int, grace: int) -> int:
@@ -99,6 +108,7 @@ class TaskWorker:
         self.timers: Timers | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.runner = CallbackRunner(None)  # gets the loop in coroutine mode
+        self.remote = rt.cluster.task_source(worker_id) if setting["task_backend"] == "cluster" else None  # type: ignore[union-attr]
 
     def run(self) -> None:
         rt = self.rt
@@ -127,8 +137,9 @@ class TaskWorker:
         rt.call_event("worker_start", self.server, self.worker_id)
         manager_pid = os.getppid()
         sources = {sock.fileno(): sock for sock in self.sources}
+        remote = self.remote
         while not self.stopping:
-            readable, _, _ = select.select([*sources, wake_read], [], [], 1.0)
+            readable, _, _ = select.select([*sources, wake_read], [], [], 1.0 if remote is None else 0.0)
             if os.getppid() != manager_pid:
                 logger.warning("manager process is gone, task worker %d stops", self.worker_id)
                 break
@@ -137,6 +148,9 @@ class TaskWorker:
                     os.read(wake_read, 512)
                     continue
                 self._take(sources[fd])
+            if remote is not None and not self.stopping:
+                for task in remote.fetch(REMOTE_BLOCK):
+                    self.handle(self._remote_message(task))
         rt.call_event("worker_stop", self.server, self.worker_id)
         os.close(wake_read)
         os.close(wake_write)
@@ -145,6 +159,14 @@ class TaskWorker:
         self.stopping = True
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
+
+    @staticmethod
+    def _remote_message(task: tuple[int, int, int, int, bytes]) -> codec.Message:
+        """A task of the cluster's queue as a task message: its handle rides in ``server_fd``."""
+        handle, task_id, source, flags, payload = task
+        return codec.Message(
+            EventType.TASK, task_id, source, server_fd=handle, time=time.time(), ext_flags=flags | REMOTE, data=payload
+        )
 
     def handle(self, message: codec.Message) -> None:
         kind = message.type
@@ -168,12 +190,14 @@ class TaskWorker:
             data = unpack_payload(message.data, message.ext_flags)
         except PayloadError as exc:
             logger.error("task %d from worker %d dropped: %s", message.fd, message.reactor_id, exc)
-            self.reply(message.fd, message.reactor_id, message.ext_flags, False)
+            self.reply(message.fd, message.reactor_id, message.ext_flags, False, message.server_fd)
+            self._remote_done(message.ext_flags, message.server_fd)
             slot[Slot.STATUS] = _IDLE
             return
         callback = self.rt.callbacks["task"]  # start() refuses task workers without one
         if self.coroutine:
             task = Task(data, message.fd, message.reactor_id, message.ext_flags, message.time, self)
+            task._handle = message.server_fd
             self.runner.call(callback, (server, task), lambda result: self._task_done(task, result))
         else:
             self.current, self._finished = message, False
@@ -188,12 +212,19 @@ class TaskWorker:
             self._count_done()
             if reply:
                 self.finish(result)
+            self._remote_done(message.ext_flags, message.server_fd)
             self.current = None
 
     def _task_done(self, task: Task, result: Any) -> None:
         self._count_done()  # as above: idle before the result leaves
         if result is not None and not task._finished:
             task.finish(result)
+        self._remote_done(task.flags, task._handle)
+
+    def _remote_done(self, flags: int, handle: int) -> None:
+        """A task of the cluster's queue is over (its result, if any, sent): it leaves the queue."""
+        if flags & REMOTE:
+            self.remote.done(handle)  # type: ignore[union-attr]
 
     def _count_done(self) -> None:
         self.done += 1
@@ -209,20 +240,23 @@ class TaskWorker:
             logger.warning("finish: with task_enable_coroutine use Task.finish()")
             return False
         self._finished = True
-        return self.reply(message.fd, message.reactor_id, message.ext_flags, data)
+        return self.reply(message.fd, message.reactor_id, message.ext_flags, data, message.server_fd)
 
-    def reply(self, task_id: int, source: int, task_flags: int, data: Any) -> bool:
+    def reply(self, task_id: int, source: int, task_flags: int, data: Any, handle: int = 0) -> bool:
         """Send a task's result to the event worker that sent it: its result pipe if it blocks in
-        task_wait, else its worker pipe (Finish, the per-task callback, or an awaiting task_co)."""
+        task_wait, else its worker pipe (Finish, the per-task callback, or an awaiting task_co); for a task of
+        the cluster's queue (``handle``), back through the cluster."""
         if task_flags & NOREPLY or source < 0:
             return False
-        tmpdir = self.rt.setting["task_tmpdir"]
+        tmpdir = None if task_flags & REMOTE else self.rt.setting["task_tmpdir"]
         try:
             payload, flags = pack_payload(data, tmpdir)
         except PayloadError as exc:
             logger.error("result of task %d: %s; the waiter gets False", task_id, exc)
             payload, flags = pack_payload(False, tmpdir)
         flags |= task_flags & (CALLBACK | COROUTINE)
+        if task_flags & REMOTE:
+            return self.remote.reply(handle, flags, payload)  # type: ignore[union-attr]
         sock = self.pipes.result_writers[source] if task_flags & WAITALL else self.pipes.master_ends[source]
         message = codec.Message(EventType.FINISH, task_id, self.worker_id, ext_flags=flags, data=payload)
         if pipes.send_blocking(sock, codec.encode(message, codec.next_msg_id())):
@@ -246,14 +280,29 @@ class TaskWorker:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         for sock in self.sources:
             loop.add_reader(sock.fileno(), self._read, sock)
+        fetcher = loop.create_task(self._fetch_remote()) if self.remote is not None else None
         rt.call_event("worker_start", self.server, self.worker_id)
         await self._stopped
+        if fetcher is not None:
+            fetcher.cancel()
         for sock in self.sources:
             loop.remove_reader(sock.fileno())
         deadline = time.monotonic() + rt.setting["max_wait_time"]
         while self.runner.tasks and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         rt.call_event("worker_stop", self.server, self.worker_id)
+
+    async def _fetch_remote(self) -> None:
+        """Coroutine mode: take tasks from the cluster's queue while fewer than REMOTE_IN_FLIGHT run."""
+        remote = self.remote
+        assert remote is not None
+        while not self.stopping:
+            if len(self.runner.tasks) >= REMOTE_IN_FLIGHT:
+                await asyncio.sleep(0.005)
+                continue
+            for task in await remote.afetch(REMOTE_BLOCK * 10):
+                if not self.stopping:
+                    self.handle(self._remote_message(task))
 
     def _read(self, sock: Any) -> None:
         self._take(sock)

@@ -8,6 +8,10 @@ is what lets task workers share one queue in ``task_ipc_mode`` 3. The reader unl
 Results of ``task()`` come back on the caller's worker pipe (Finish or the per-task callback, or an awaiting
 ``task_co``); results of the blocking ``task_wait`` come back on the caller's separate result pipe, which it
 reads while it blocks, dropping stale results of earlier, timed-out tasks by task id.
+
+With ``task_backend="cluster"`` a task without a ``dst_worker_id`` goes to the cluster's shared queue instead
+(``rt.cluster``), its payload always inline (another machine cannot read this one's temp files), and its result
+comes back through the cluster; the rest of this module (ids, callbacks, futures, unpacking) is the same.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import ErrorCode, EventType, WorkerStatus
+from ..errors import ServerError
 from ..ipc import codec, pipes
 from ..ipc.shm import Global, Slot
 from ..log import logger
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from .context import Runtime
 
 TMPFILE, SERIALIZE, NONBLOCK, CALLBACK, WAITALL, COROUTINE, NOREPLY = 1, 2, 4, 8, 16, 32, 128
+REMOTE = 256  # a task worker's mark on a task taken from the cluster's queue (its result goes back through it)
 INLINE_LIMIT = codec.MAX_DATAGRAM - codec.HEADER_SIZE
 TASK_WAIT_MULTI_MAX = 1024
 
@@ -39,8 +45,9 @@ class PayloadError(TypeError):
     """A payload that cannot be packed (unpicklable: a TypeError at the call site) or unpacked."""
 
 
-def pack_payload(obj: Any, tmpdir: str) -> tuple[bytes, int]:
-    """(bytes to send, ext flags) for any picklable object; raises PayloadError (with the cause) if not."""
+def pack_payload(obj: Any, tmpdir: str | None) -> tuple[bytes, int]:
+    """(bytes to send, ext flags) for any picklable object; raises PayloadError (with the cause) if not.
+    ``tmpdir`` None: inline whatever the size (for the cluster)."""
     if type(obj) is bytes:
         data, flags = obj, 0
     else:
@@ -48,7 +55,7 @@ def pack_payload(obj: Any, tmpdir: str) -> tuple[bytes, int]:
             data, flags = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), SERIALIZE
         except Exception as exc:
             raise PayloadError(f"payload of type {type(obj).__name__} cannot be pickled: {exc}") from exc
-    if len(data) > INLINE_LIMIT:
+    if len(data) > INLINE_LIMIT and tmpdir is not None:
         fd, path = tempfile.mkstemp(prefix="pyswoole.task.", dir=tmpdir)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -100,11 +107,14 @@ class TaskClient:
         timeout = setting["task_finish_timeout"]
         self._callback_lifetime: float = timeout if timeout > 0 else math.inf
         self._futures: dict[int, asyncio.Future[Any]] = {}
+        self.cluster = rt.cluster if setting["task_backend"] == "cluster" else None
 
     # task() ---------------------------------------------------------------------------------------------
 
     def task(self, data: Any, dst_worker_id: int, finish_callback: Callable[..., Any] | None) -> int | bool:
         rt = self.rt
+        if self.cluster is not None and dst_worker_id == -1 and not rt.taskworker:
+            return self._cluster_task(data, finish_callback)
         if self.task_worker_num == 0:
             logger.warning("task: no task workers (task_worker_num is 0)")
             return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
@@ -125,6 +135,23 @@ class TaskClient:
         task_id = self._new_task_id()
         if not self._send_task(task_id, payload, flags, dst_worker_id):
             return rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
+        if finish_callback is not None and not flags & NOREPLY:
+            self._callbacks[task_id] = (finish_callback, time.monotonic() + self._callback_lifetime)
+        return task_id
+
+    def _cluster_task(self, data: Any, finish_callback: Callable[..., Any] | None) -> int | bool:
+        rt = self.rt
+        payload, flags = pack_payload(data, None)
+        flags |= NONBLOCK
+        if rt.worker is None:
+            flags |= NOREPLY
+        elif finish_callback is not None:
+            flags |= CALLBACK
+        task_id = self._new_task_id()
+        _, code = self.cluster.queue_tasks([(task_id, payload, flags)], None if flags & NOREPLY else False)  # type: ignore[union-attr]
+        if code:
+            return rt.fail(code)
+        self._count_dispatch()
         if finish_callback is not None and not flags & NOREPLY:
             self._callbacks[task_id] = (finish_callback, time.monotonic() + self._callback_lifetime)
         return task_id
@@ -191,7 +218,7 @@ class TaskClient:
                 "task_wait: dst_worker_id %d is not a task worker (0..%d)", dst_worker_id, self.task_worker_num - 1
             )
             return self.rt.fail(ErrorCode.INVALID_PARAMS)
-        if not self._may_wait("task_wait"):
+        if not self._may_wait("task_wait", dst_worker_id):
             return False
         results = self._wait_for([data], timeout, dst_worker_id)
         return results.get(0, False)
@@ -200,20 +227,24 @@ class TaskClient:
         if len(tasks) >= TASK_WAIT_MULTI_MAX:
             logger.warning("task_wait_multi: at most %d tasks", TASK_WAIT_MULTI_MAX - 1)
             return self.rt.fail(ErrorCode.INVALID_PARAMS)
-        if not self._may_wait("task_wait_multi"):
+        if not self._may_wait("task_wait_multi", -1):
             return False
         return self._wait_for(tasks, timeout, -1)
 
-    def _may_wait(self, what: str) -> bool:
-        """Only an event worker of a server with task workers can block on task results (Swoole: false)."""
+    def _may_wait(self, what: str, dst_worker_id: int) -> bool:
+        """Only an event worker of a server with task workers (or a cluster's queue) can block on task results
+        (Swoole: false)."""
         rt = self.rt
-        if rt.worker is None or rt.taskworker or self.task_worker_num == 0:
+        remote = self.cluster is not None and dst_worker_id == -1
+        if rt.worker is None or rt.taskworker or self.task_worker_num == 0 and not remote:
             logger.warning("%s: only an event worker can wait for tasks", what)
             rt.fail(ErrorCode.TASK_DISPATCH_FAIL)
             return False
         return True
 
     def _wait_for(self, tasks: list[Any], timeout: float, dst_worker_id: int) -> dict[int, Any]:
+        if self.cluster is not None and dst_worker_id == -1:
+            return self._cluster_wait_for(tasks, timeout)
         rt = self.rt
         worker = rt.worker
         assert worker is not None
@@ -248,9 +279,38 @@ class TaskClient:
             rt.fail(ErrorCode.TASK_TIMEOUT)
         return results
 
+    def _cluster_wait_for(self, tasks: list[Any], timeout: float) -> dict[int, Any]:
+        """task_wait and task_wait_multi through the cluster's queue; raises ServerError if Redis cannot take them
+        (False is a result a task may return, so it cannot say that)."""
+        deadline = time.monotonic() + timeout
+        entries = []
+        for data in tasks:
+            payload, flags = pack_payload(data, None)
+            entries.append((self._new_task_id(), payload, flags | WAITALL))
+        queued, code = self.cluster.queue_tasks(entries, True)  # type: ignore[union-attr]
+        if code == ErrorCode.CLUSTER_UNAVAILABLE:
+            self.rt.fail(code)
+            raise ServerError("task_wait: the cluster's Redis is unreachable", code)
+        pending = {entries[index][0]: index for index, ok in enumerate(queued) if ok}
+        for _ in pending:
+            self._count_dispatch()
+        results: dict[int, Any] = {}
+        for task_id, flags, payload in self.cluster.wait_results(set(pending), deadline):  # type: ignore[union-attr]
+            index = pending.pop(task_id)
+            try:
+                results[index] = unpack_payload(payload, flags)
+            except PayloadError as exc:
+                logger.error("result of task %d: %s", task_id, exc)
+                results[index] = False
+        if pending or code:
+            self.rt.fail(code or ErrorCode.TASK_TIMEOUT)
+        return results
+
     async def task_co(self, tasks: list[Any], timeout: float) -> list[Any]:
         rt = self.rt
         worker = rt.worker
+        if self.cluster is not None and worker is not None and not rt.taskworker:
+            return await self._cluster_task_co(tasks, timeout)
         if worker is None or rt.taskworker or self.task_worker_num == 0:
             logger.warning("task_co: only an event worker can wait for tasks")
             return [False] * len(tasks)
@@ -272,7 +332,37 @@ class TaskClient:
             results.append(future.result() if future in done else False)
         return results
 
+    async def _cluster_task_co(self, tasks: list[Any], timeout: float) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        entries = []
+        for data in tasks:
+            payload, flags = pack_payload(data, None)
+            entries.append((self._new_task_id(), payload, flags | NONBLOCK | COROUTINE))
+        futures = {task_id: loop.create_future() for task_id, _, _ in entries}
+        self._futures.update(futures)  # before the results may come
+        queued, code = await self.cluster.aqueue_tasks(entries)  # type: ignore[union-attr]
+        if code == ErrorCode.CLUSTER_UNAVAILABLE:
+            for task_id in futures:
+                self._futures.pop(task_id, None)
+            self.rt.fail(code)
+            raise ServerError("task_co: the cluster's Redis is unreachable", code)
+        for (task_id, _, _), ok in zip(entries, queued, strict=True):
+            if ok:
+                self._count_dispatch()
+            else:
+                futures[task_id].set_result(False)
+        done, _ = await asyncio.wait(futures.values(), timeout=timeout) if futures else (set(), set())
+        results = []
+        for task_id, future in futures.items():
+            self._futures.pop(task_id, None)
+            results.append(future.result() if future in done else False)
+        return results
+
     # Results arriving on the worker pipe ----------------------------------------------------------------
+
+    def on_remote_result(self, task_id: int, flags: int, payload: bytes) -> None:
+        """A result of task() or task_co that came back through the cluster: as if it came on the pipe."""
+        self.on_finish(codec.Message(EventType.FINISH, task_id, ext_flags=flags, data=payload))
 
     def on_finish(self, message: codec.Message) -> None:
         rt = self.rt

@@ -516,6 +516,8 @@ class EventWorker:
         if self.connections.pop(conn.session_id, None) is None:
             return
         self.shared.free_session(conn.session_id)
+        if self.rt.cluster is not None:
+            self.rt.cluster.session_closed(conn.session_id)
         slot = self.slot
         slot[Slot.CLOSE] += 1
         slot[Slot.CONNECTION_NUM] -= 1
