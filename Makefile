@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/pyswoole/*/*.c) | $(BIN)/python
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/python examples/echo_server.py
+	$(BIN)/python examples/chat/server.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
