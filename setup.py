@@ -3,6 +3,7 @@
 from setuptools import Extension, setup
 
 EXTENSIONS: list[Extension] = [
+    Extension("pyswoole.websocket._mask", ["src/pyswoole/websocket/_mask.c"]),
 ]
 
 setup(ext_modules=EXTENSIONS)

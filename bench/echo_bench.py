@@ -31,15 +31,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness
-from harness import LOG_TAIL_CHARS, POLL_INTERVAL_S, REPO_ROOT, SERVERS_DIR, STOP_GRACE_S
+from harness import (
+    BUILD_DIR,
+    HOST,
+    REPO_ROOT,
+    SERVERS_DIR,
+    STOP_GRACE_S,
+    BenchFailure,
+    ServerStartFailure,
+)
 
-BUILD_DIR = REPO_ROOT / "build" / "bench"
 ECHOLOAD_SRC_ENV = "PYSWOOLE_ECHOLOAD_SRC"
 DEFAULT_ECHOLOAD_SRC = REPO_ROOT.parent / "shared" / "bench" / "echoload.c"
-
-HOST = "127.0.0.1"
-READY_TIMEOUT_S = 30.0  # from spawn to the first echoed probe
-LOAD_GRACE_S = 30.0  # beyond --duration, before the load generator is presumed hung
 
 
 @dataclass(frozen=True)
@@ -133,43 +136,11 @@ class RunResult(harness.Run):
     connection_split: list[int] | None = None
 
 
-class BenchFailure(Exception):
-    """A run that produced no trustworthy figure (server or load generator failed)."""
-
-
-class ServerStartFailure(BenchFailure):
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
-
-    @property
-    def address_in_use(self) -> bool:
-        return "address already in use" in self.log_tail.lower()
-
-
 # ---------------------------------------------------------------- load generator
 
 
 def echoload_source() -> Path:
     return Path(os.environ.get(ECHOLOAD_SRC_ENV) or DEFAULT_ECHOLOAD_SRC).resolve()
-
-
-def build_echoload(source: Path) -> Path:
-    """Compile echoload into build/bench/, only when the binary is missing or older than the source."""
-    binary = BUILD_DIR / "echoload"
-    if not source.is_file():
-        raise FileNotFoundError(f"echoload source not found: {source} (set {ECHOLOAD_SRC_ENV})")
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
-        return binary
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename, so a concurrent or interrupted build never leaves half a binary.
-    partial = binary.with_name(f"echoload.{os.getpid()}.tmp")
-    try:
-        subprocess.run(["gcc", "-O2", "-o", str(partial), str(source)], check=True)
-        partial.replace(binary)
-    finally:
-        partial.unlink(missing_ok=True)
-    return binary
 
 
 def run_echoload(
@@ -189,34 +160,10 @@ def run_echoload(
         "-d",
         str(duration),
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        if during is not None:
-            try:
-                proc.wait(timeout=duration / 2)
-            except subprocess.TimeoutExpired:
-                during()
-        out, err = proc.communicate(timeout=duration + LOAD_GRACE_S)
-    except subprocess.TimeoutExpired:
-        raise BenchFailure(f"echoload still running {LOAD_GRACE_S:.0f} s after its {duration} s") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    result = next((line for line in reversed(out.splitlines()) if line.startswith("RESULT ")), None)
-    if proc.returncode != 0 or result is None:
-        detail = (err.strip() or out.strip())[-LOG_TAIL_CHARS:]
-        raise BenchFailure(f"echoload exited with {proc.returncode}: {detail}")
-    return {key: float(value) for key, value in (item.split("=", 1) for item in result.split()[1:])}
+    return harness.run_result_tool(command, duration, during)
 
 
 # ---------------------------------------------------------------- server processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def established_socket_inodes(port: int) -> set[int]:
@@ -260,68 +207,33 @@ def connection_split(pgid: int, port: int) -> list[int] | None:
     return sorted(split, reverse=True)
 
 
-class ServerProcess(harness.ProcessGroup):
-    """A server script running in its own process group, on its own port."""
-
-    def __init__(self, config: ServerConfig, port: int) -> None:
-        env = None
-        if config.source is not None:
-            env = {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source), os.environ.get("PYTHONPATH")])),
-            }
-        super().__init__(
-            [sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
-            log_prefix="pyswoole-bench-",
-            env=env,
-        )
-        self.config = config
-        self.port = port
-
-    def wait_until_echoing(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Poll until a probe comes back over TCP; fail at once if the server exits."""
-        probe = b"pyswoole-bench-probe".ljust(64, b".")  # as long as the framed rows' packages
-        deadline = time.monotonic() + timeout
-        last_error: OSError | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerStartFailure(f"exited with status {self.proc.returncode} before echoing", self.log_tail())
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1.0) as conn:
-                    conn.sendall(probe)
-                    echoed = b""
-                    while len(echoed) < len(probe):
-                        chunk = conn.recv(len(probe) - len(echoed))
-                        echoed += chunk
-                        if not probe.startswith(echoed):
-                            raise ServerStartFailure(f"probe came back as {echoed!r}", self.log_tail())
-                        if not chunk:
-                            raise ConnectionResetError("closed before echoing the probe")
-                return
-            except OSError as exc:
-                last_error = exc
-            try:
-                self.proc.wait(timeout=POLL_INTERVAL_S)
-            except subprocess.TimeoutExpired:
-                pass
-        raise ServerStartFailure(f"not echoing after {timeout:.0f} s (last error: {last_error})", self.log_tail())
+def echo_probe(port: int) -> None:
+    """The readiness probe: a message must come back byte for byte."""
+    probe = b"pyswoole-bench-probe".ljust(64, b".")  # as long as the framed rows' packages
+    with socket.create_connection((HOST, port), timeout=1.0) as conn:
+        conn.sendall(probe)
+        echoed = b""
+        while len(echoed) < len(probe):
+            chunk = conn.recv(len(probe) - len(echoed))
+            echoed += chunk
+            if not probe.startswith(echoed):
+                raise ServerStartFailure(f"probe came back as {echoed!r}")
+            if not chunk:
+                raise ConnectionResetError("closed before echoing the probe")
 
 
-def start_server(config: ServerConfig, attempts: int = 3) -> ServerProcess:
-    """Start and wait for a server; a fresh port is tried when the chosen one was taken meanwhile."""
-    for attempt in range(1, attempts + 1):
-        server = ServerProcess(config, free_port())
-        try:
-            server.wait_until_echoing()
-            return server
-        except ServerStartFailure as failure:
-            server.stop()
-            if not failure.address_in_use or attempt == attempts:
-                raise
-        except BaseException:
-            server.stop()
-            raise
-    raise AssertionError("unreachable")
+def start_server(config: ServerConfig) -> harness.ServerProcess:
+    env = None
+    if config.source is not None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source), os.environ.get("PYTHONPATH")])),
+        }
+    return harness.start_server(
+        lambda port: [sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
+        echo_probe,
+        env,
+    )
 
 
 # ---------------------------------------------------------------- one run
@@ -332,9 +244,7 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
     try:
         server = start_server(config)
     except ServerStartFailure as failure:
-        result.failure = f"server failed to start: {failure}"
-        if failure.log_tail:
-            result.failure += f"\n--- server output ---\n{failure.log_tail}"
+        result.failure = failure.describe()
         return result
     result.port = server.port
     try:
@@ -347,11 +257,7 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
 
         figures = run_echoload(echoload, server.port, load, load.duration, during=sample_split)
         cpu_after, wall = server.cpu_seconds(), time.monotonic() - wall_before
-        if server.proc.poll() is not None:
-            raise BenchFailure(
-                f"server exited with status {server.proc.returncode} during the run\n"
-                f"--- server output ---\n{server.log_tail()}"
-            )
+        server.check_alive()
         result.rps, result.p50_us, result.p99_us = figures["rps"], figures["p50_us"], figures["p99_us"]
         result.max_us, result.errors, result.loadgen_cpu = figures["max_us"], int(figures["errors"]), figures["cpu"]
         if cpu_before is not None and cpu_after is not None:
@@ -442,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     harness.unwind_on_termination()
     try:
-        echoload = build_echoload(echoload_source())
+        echoload = harness.build_tool(echoload_source(), "echoload")
     except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"echo_bench: cannot build echoload: {exc}", file=sys.stderr)
+        print(f"echo_bench: cannot build echoload: {exc} (set {ECHOLOAD_SRC_ENV})", file=sys.stderr)
         return 2
 
     configs = harness.select_configs(CONFIGS, args.only, args.aa)

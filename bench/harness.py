@@ -19,7 +19,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,9 @@ POLL_INTERVAL_S = 0.02
 STOP_GRACE_S = 5.0  # SIGTERM to an empty process group, before SIGKILL
 LOG_TAIL_CHARS = 2000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+BUILD_DIR = REPO_ROOT / "build" / "bench"
+READY_TIMEOUT_S = 30.0  # from spawn to the first right answer to the readiness probe
 
 
 # ---------------------------------------------------------------- process groups
@@ -156,6 +161,158 @@ class ProcessGroup:
         except ProcessLookupError:
             pass
         return self.wait_gone(STOP_GRACE_S)
+
+
+# ---------------------------------------------------------------- servers on a port
+
+
+class BenchFailure(Exception):
+    """A run that produced no trustworthy figure (server or load generator failed)."""
+
+
+class ServerStartFailure(BenchFailure):
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+    @property
+    def address_in_use(self) -> bool:
+        return "address already in use" in self.log_tail.lower()
+
+    def describe(self) -> str:
+        """The line a run's failure starts with ("server failed to start"), then the server's output."""
+        text = f"server failed to start: {self}"
+        return f"{text}\n--- server output ---\n{self.log_tail}" if self.log_tail else text
+
+
+# A readiness probe: returns once the server on the port answers right, raises OSError while it does not
+# answer yet (the probe is retried), ServerStartFailure when it answers wrong (the start fails at once).
+Probe = Callable[[int], None]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerProcess(ProcessGroup):
+    """A server command running in its own process group, listening on ``port``."""
+
+    def __init__(self, command: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        super().__init__(command, log_prefix="pyswoole-bench-", env=env)
+        self.port = port
+
+    def wait_ready(self, probe: Probe, timeout: float = READY_TIMEOUT_S) -> None:
+        """Poll ``probe`` until it passes; fail at once if the server exits or answers wrong."""
+        deadline = time.monotonic() + timeout
+        last_error: OSError | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartFailure(f"exited with status {self.proc.returncode} before answering", self.log_tail())
+            try:
+                probe(self.port)
+                return
+            except ServerStartFailure as failure:
+                raise ServerStartFailure(str(failure), self.log_tail()) from None
+            except OSError as exc:
+                last_error = exc
+            try:
+                self.proc.wait(timeout=POLL_INTERVAL_S)
+            except subprocess.TimeoutExpired:
+                pass
+        raise ServerStartFailure(f"not answering after {timeout:.0f} s (last error: {last_error})", self.log_tail())
+
+    def check_alive(self) -> None:
+        """Raise BenchFailure when the server's first process has exited (a run's figures are then void)."""
+        if self.proc.poll() is not None:
+            raise BenchFailure(
+                f"server exited with status {self.proc.returncode} during the run\n"
+                f"--- server output ---\n{self.log_tail()}"
+            )
+
+
+def start_server(
+    command_for: Callable[[int], list[str]], probe: Probe, env: dict[str, str] | None = None, attempts: int = 3
+) -> ServerProcess:
+    """Start ``command_for(port)`` on a free port and wait until ``probe`` passes; a fresh port is tried
+    when the chosen one was taken meanwhile. Whatever fails, no process of a failed start is left."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        server = ServerProcess(command_for(port), port, env)
+        try:
+            server.wait_ready(probe)
+            return server
+        except ServerStartFailure as failure:
+            server.stop()
+            if not failure.address_in_use or attempt == attempts:
+                raise
+        except BaseException:
+            server.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
+def build_tool(source: Path, name: str) -> Path:
+    """Compile a one-file C load generator into build/bench/NAME, only when missing or older than the source."""
+    binary = BUILD_DIR / name
+    if not source.is_file():
+        raise FileNotFoundError(f"{name} source not found: {source}")
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename, so a concurrent or interrupted build never leaves half a binary.
+    partial = binary.with_name(f"{name}.{os.getpid()}.tmp")
+    try:
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(partial), str(source)], check=True)
+        partial.replace(binary)
+    finally:
+        partial.unlink(missing_ok=True)
+    return binary
+
+
+def run_result_tool(
+    command: list[str], duration: float, during: Callable[[], object] | None = None, grace: float = 30.0
+) -> dict[str, float]:
+    """Run a C load generator (echoload, wsload) for about ``duration`` seconds and return the figures of its
+    last ``RESULT key=value ...`` line; ``during`` is called once mid-run. BenchFailure when it fails, prints
+    no RESULT, or still runs ``grace`` seconds after its time."""
+    name = Path(command[0]).name
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if during is not None:
+            try:
+                proc.wait(timeout=duration / 2)
+            except subprocess.TimeoutExpired:
+                during()
+        out, err = proc.communicate(timeout=duration + grace)
+    except subprocess.TimeoutExpired:
+        raise BenchFailure(f"{name} still running {grace:.0f} s after its {duration:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = next((line for line in reversed(out.splitlines()) if line.startswith("RESULT ")), None)
+    if proc.returncode != 0 or result is None:
+        detail = (err.strip() or out.strip())[-LOG_TAIL_CHARS:]
+        raise BenchFailure(f"{name} exited with {proc.returncode}: {detail}")
+    return {key: float(value) for key, value in (item.split("=", 1) for item in result.split()[1:])}
+
+
+def raise_open_files_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (for thousands of sockets); returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def python_env() -> dict[str, str]:
+    """The environment for a server command: the repository on PYTHONPATH, so ``bench.servers.apps:...``
+    imports in every server (uvicorn, granian, gunicorn, pyswoole) whatever its own app-dir rules."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 # ---------------------------------------------------------------- rows and the schedule
@@ -292,11 +449,24 @@ def median_or_none(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def paired_ratios(results: Sequence[Any], metric: Metric, row: str, versus: str) -> list[float]:
+    """``row``'s rate over ``versus``'s, one ratio per repetition in which both have figures.
+
+    Paired: a row is only ever divided by the other row's run of its own repetition.
+    """
+    ok = {(r.config, r.repetition): getattr(r, metric.rate) for r in results if r.ok}
+    return [
+        rate / ok[versus, repetition]
+        for (name, repetition), rate in ok.items()
+        if name == row and rate is not None and ok.get((versus, repetition))
+    ]
+
+
 def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) -> list[Summary]:
     def rate(result: Any) -> float | None:
-        return getattr(result, metric.rate)
+        value: float | None = getattr(result, metric.rate)
+        return value
 
-    ok = {(r.config, r.repetition): r for r in results if r.ok}
     summaries = []
     for config in configs:
         mine = [r for r in results if r.config == config.name]
@@ -314,12 +484,7 @@ def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) ->
             failures=[r.failure for r in mine if r.failure],
         )
         if config.baseline:
-            # Paired ratios: a candidate is only ever divided by the baseline of its own repetition.
-            ratios = [
-                rate(r) / rate(ok[config.baseline, r.repetition])
-                for r in good
-                if (config.baseline, r.repetition) in ok and rate(ok[config.baseline, r.repetition])
-            ]
+            ratios = paired_ratios(results, metric, config.name, config.baseline)
             if ratios:
                 summary.ratio, summary.ratio_min, summary.ratio_max = (
                     statistics.median(ratios),
@@ -367,6 +532,40 @@ def target_verdicts(summaries: list[Summary]) -> list[str]:
             verdict = "met" if s.ratio >= s.target else "MISSED"
             # Three decimals: 0.849 must not print as a missed "0.85x".
             verdicts.append(f"target {s.config} >= {s.target:.2f}x {s.baseline}: {verdict} ({s.ratio:.3f}x)")
+    return verdicts
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio ``row`` must reach against another row than its baseline, e.g. a peer it should beat.
+
+    Both rows should share a root baseline, so that ``schedule`` runs them in the same group, a few runs apart.
+    """
+
+    row: str
+    versus: str
+    ratio: float
+
+
+def check_targets(configs: Sequence[Row], targets: Sequence[Target]) -> None:
+    names = {config.name for config in configs}
+    for target in targets:
+        if target.row not in names or target.versus not in names:
+            raise ValueError(f"TARGETS: {target} names a row that is not in CONFIGS")
+
+
+def cross_target_verdicts(targets: Sequence[Target], results: Sequence[Any], metric: Metric) -> list[str]:
+    """A verdict line per Target, from the median of the paired ratios (with their smallest and largest)."""
+    verdicts = []
+    for target in targets:
+        head = f"target {target.row} >= {target.ratio:.2f}x {target.versus}"
+        ratios = paired_ratios(results, metric, target.row, target.versus)
+        if not ratios:
+            verdicts.append(f"{head}: not measured")
+            continue
+        ratio = statistics.median(ratios)
+        verdict = "met" if ratio >= target.ratio else "MISSED"
+        verdicts.append(f"{head}: {verdict} ({ratio:.3f}x, {min(ratios):.2f}-{max(ratios):.2f})")
     return verdicts
 
 
@@ -463,6 +662,8 @@ def run_bench(
     warning: Callable[[Result], str | None] = lambda result: None,
     give_up: Callable[[Result], bool] = lambda result: False,
     more_problems: Callable[[list[Result]], list[str]] = lambda results: [],
+    targets: Sequence[Target] = (),
+    report: Callable[[list[Summary], list[Result]], list[str]] | None = None,
 ) -> int:
     """Run the plan, then print the table, the target verdicts and the problems; return the exit status.
 
@@ -470,6 +671,8 @@ def run_bench(
     failed (both can happen), then ``warning(result)`` if any. A row whose run made ``give_up`` true is not
     run again. ``more_problems`` adds to the failed runs and the runs with errors, each of which makes the
     exit status 1; Ctrl-C makes it 130 (the JSON file, marked incomplete, is written in every case).
+    ``targets`` adds verdicts against other rows than the baseline. ``report`` replaces the table and the
+    verdicts by its own lines, for a bench whose figures are not ratios (counts of failures, latencies).
     """
     results: list[Any] = []
     broken: set[str] = set()
@@ -512,11 +715,14 @@ def run_bench(
     if interrupted:
         return 130
     print(heading)
-    print(markdown_table(summaries, metric))
-    verdicts = target_verdicts(summaries)
-    if verdicts:
-        print()
-        print("\n".join(verdicts))
+    if report is not None:
+        print("\n".join(report(summaries, results)))
+    else:
+        print(markdown_table(summaries, metric))
+        verdicts = target_verdicts(summaries) + cross_target_verdicts(targets, results, metric)
+        if verdicts:
+            print()
+            print("\n".join(verdicts))
 
     problems = [f"{r.config} (rep {r.repetition + 1}): {r.failure.splitlines()[0]}" for r in results if r.failure]
     problems += [f"{r.config} (rep {r.repetition + 1}): {r.errors} errors" for r in results if r.errors]

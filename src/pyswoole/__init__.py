@@ -4,9 +4,12 @@ from importlib.metadata import version as _version
 
 from .constants import ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
+from .http.request import Request
+from .http.response import Response
 from .port import Port
 from .runtime.process import Process
-from .server import Server
+from .server import HttpServer, Server, WebSocketServer
+from .websocket.frames import CloseFrame, Frame, Opcode
 
 __version__ = _version("pyswoole")
 
@@ -19,9 +22,21 @@ SWOOLE_SOCK_UDP6 = SockType.UDP6
 SWOOLE_SOCK_UNIX_STREAM = SockType.UNIX_STREAM
 SWOOLE_SOCK_UNIX_DGRAM = SockType.UNIX_DGRAM
 SWOOLE_SSL = SockType.SSL
+WEBSOCKET_OPCODE_TEXT = Opcode.TEXT
+WEBSOCKET_OPCODE_BINARY = Opcode.BINARY
+WEBSOCKET_OPCODE_CLOSE = Opcode.CLOSE
+WEBSOCKET_OPCODE_PING = Opcode.PING
+WEBSOCKET_OPCODE_PONG = Opcode.PONG
 
 __all__ = [
     "Server",
+    "HttpServer",
+    "WebSocketServer",
+    "Request",
+    "Response",
+    "Frame",
+    "CloseFrame",
+    "Opcode",
     "Port",
     "Process",
     "Mode",
@@ -38,4 +53,9 @@ __all__ = [
     "SWOOLE_SOCK_UNIX_STREAM",
     "SWOOLE_SOCK_UNIX_DGRAM",
     "SWOOLE_SSL",
+    "WEBSOCKET_OPCODE_TEXT",
+    "WEBSOCKET_OPCODE_BINARY",
+    "WEBSOCKET_OPCODE_CLOSE",
+    "WEBSOCKET_OPCODE_PING",
+    "WEBSOCKET_OPCODE_PONG",
 ]

@@ -107,6 +107,12 @@ class ErrorCode(enum.IntEnum):
     WORKER_EXIT_TIMEOUT = 9101
     ABNORMAL_PIPE_DATA = 9102
     UNPROCESSED_DATA = 9103
+    HTTP_CONTEXT_UNAVAILABLE = 7106  # a Response that can no longer take the call (ended, detached)
+    WEBSOCKET_BAD_CLIENT = 8501
+    WEBSOCKET_BAD_OPCODE = 8502
+    WEBSOCKET_UNCONNECTED = 8503  # not a WebSocket session (or not upgraded yet)
+    WEBSOCKET_HANDSHAKE_FAILED = 8504
+    WEBSOCKET_PACK_FAILED = 8505
 
 
 # Process-role symbols used in Swoole's log line prefix: "[date #pid.worker_id]".

@@ -188,6 +188,14 @@ class Port:
             self.ssl_context = server_context(self.protocol, repr(self))
         self._accepted_options = self._socket_options()
 
+    @property
+    def speaks_http(self) -> bool:
+        return self.is_stream and bool(self.protocol.get("open_http_protocol"))
+
+    @property
+    def speaks_websocket(self) -> bool:
+        return self.is_stream and bool(self.protocol.get("open_websocket_protocol"))
+
     def _socket_options(self) -> list[tuple[int, int, int]]:
         """The options every accepted socket of this port gets (Swoole sets them at accept or listen)."""
         protocol = self.protocol

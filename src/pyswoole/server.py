@@ -17,18 +17,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from . import log
 from . import settings as settings_module
-from .constants import DGRAM_TYPES, ErrorCode, Mode, SockType
+from .constants import DGRAM_TYPES, ErrorCode, EventType, Mode, SockType
 from .errors import ServerError
+from .http.service import HttpService
+from .ipc import codec
 from .ipc.shm import Global, Slot
 from .log import logger
 from .port import PORT_EVENTS, Port, event_key, port_event_name
 from .runtime import boot, stats
 from .runtime.context import Runtime
 from .runtime.process import Process
+from .websocket import frames as websocket_frames
+from .websocket.frames import CLOSE_NORMAL, FIN, Frame
+from .websocket.service import WebSocketService
+from .websocket.session import deflate_of
 
 SERVER_EVENTS = (
     "start",
@@ -46,7 +52,15 @@ SERVER_EVENTS = (
     "finish",
     "pipe_message",
 )
-_SERVER_EVENT_KEYS = {name.replace("_", ""): name for name in SERVER_EVENTS}
+HTTP_EVENTS = ("request",)
+WEBSOCKET_EVENTS = ("handshake", "open", "message")
+
+
+def _event_keys(events: tuple[str, ...]) -> dict[str, str]:
+    """Swoole's spelling, lower-cased ("workerstart"), to the snake_case name."""
+    return {name.replace("_", ""): name for name in events}
+
+
 CLIENT_LIST_MAX = 100
 _RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
 _NOT_RUNNING = int(ErrorCode.SERVER_NOT_RUNNING)
@@ -68,6 +82,9 @@ class Server:
     The same object is the user's handle in every process of the server: inside a worker, ``server.send()``
     reaches any session, ``server.worker_id`` is that worker's id, and so on.
     """
+
+    _EVENTS: ClassVar[dict[str, str]] = _event_keys(SERVER_EVENTS)
+    _SPEAKS: ClassVar[dict[str, bool]] = {}  # the protocols every port speaks unless its settings say otherwise
 
     def __init__(
         self, host: str = "0.0.0.0", port: int = 0, mode: int = Mode.BASE, sock_type: int = SockType.TCP
@@ -112,24 +129,25 @@ class Server:
         port. Returns the callback (or the decorator).
         """
         key = event_key(event)
-        if key not in _SERVER_EVENT_KEYS and port_event_name(event) is None:
-            known = ", ".join(SERVER_EVENTS + PORT_EVENTS)
+        events = self._EVENTS
+        if key not in events and port_event_name(event) is None:
+            known = ", ".join((*events.values(), *PORT_EVENTS))
             raise ValueError(f"unknown event {event!r}; events are: {known}")
-        if key not in _SERVER_EVENT_KEYS:
+        if key not in events:
             return self.ports[0].on(event, callback)
         if callback is None:
             return lambda fn: self.on(event, fn)
         self._rt.check_not_started("on")
         if not callable(callback):
             raise TypeError(f"callback for {event!r} must be callable, not {type(callback).__name__}")
-        self._rt.callbacks[_SERVER_EVENT_KEYS[key]] = callback
+        self._rt.callbacks[events[key]] = callback
         return callback
 
     def get_callback(self, event: str) -> Callable[..., Any] | None:
         """The callback registered for ``event``, or None."""
         key = event_key(event)
-        if key in _SERVER_EVENT_KEYS:
-            return self._rt.callbacks.get(_SERVER_EVENT_KEYS[key])
+        if key in self._EVENTS:
+            return self._rt.callbacks.get(self._EVENTS[key])
         if port_event_name(event) is not None:
             return self.ports[0].get_callback(event)
         raise ValueError(f"unknown event {event!r}")
@@ -168,9 +186,13 @@ class Server:
             setting["log_date_with_microseconds"],
             setting["log_format"],
         )
-        self._check_start(setting)
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
-            port.resolve_protocol(self._settings, port is self.ports[0])
+            port.resolve_protocol(self._settings, port is self.ports[0], self._SPEAKS if port.is_stream else {})
+        self._check_start(setting)
+        for port in self.ports:
+            if port.speaks_http:
+                websocket = WebSocketService(self._rt, port) if port.speaks_websocket else None
+                port.app_protocol = HttpService(self._rt, port, websocket)
         setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
         self.setting = self._rt.setting = setting
         admin = boot.admin_server(setting)  # before anything forks: ValueError, or ServerError when in use
@@ -201,6 +223,12 @@ class Server:
             if port.base_type in DGRAM_TYPES:
                 if port.get_callback("packet") is None and primary.get_callback("packet") is None:
                     raise ServerError(f"require onPacket callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+            elif port.speaks_websocket:
+                if "message" not in self._rt.callbacks:
+                    raise ServerError(f"require onMessage callback for {port!r}", ErrorCode.INVALID_CALLBACK)
+            elif port.speaks_http:
+                if "request" not in self._rt.callbacks:
+                    raise ServerError(f"require onRequest callback for {port!r}", ErrorCode.INVALID_CALLBACK)
             elif port.get_callback("receive") is None and primary.get_callback("receive") is None:
                 raise ServerError(f"require onReceive callback for {port!r}", ErrorCode.INVALID_CALLBACK)
 
@@ -612,6 +640,81 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.mode.name} {self.host}:{self.port}>"
+
+
+class HttpServer(Server):
+    """A :class:`Server` whose ports speak HTTP/1.1: the Request callback, ``(request, response)``, runs in a
+    worker for each request. Everything else (settings, modes, task workers, reload, ``add_listener``...) works
+    as on a ``Server``; a listener added with ``add_listener`` speaks HTTP too unless its own ``set()`` turns
+    ``open_http_protocol`` off, and then gets Receive as a plain port."""
+
+    _EVENTS = _event_keys(SERVER_EVENTS + HTTP_EVENTS)
+    _SPEAKS = {"open_http_protocol": True}
+
+
+class WebSocketServer(HttpServer):
+    """An :class:`HttpServer` whose ports also accept the WebSocket upgrade: Open ``(server, request)`` once a
+    client is upgraded, Message ``(server, frame)`` for each whole message, Close for every connection; plain HTTP
+    requests still go to Request. :meth:`push` reaches any WebSocket session from any process of the server."""
+
+    _EVENTS = _event_keys(SERVER_EVENTS + HTTP_EVENTS + WEBSOCKET_EVENTS)
+    _SPEAKS = {"open_http_protocol": True, "open_websocket_protocol": True}
+
+    def push(self, fd: int, data: str | bytes | Frame, opcode: int | None = None, flags: int = FIN) -> bool:
+        """Send one message to WebSocket session ``fd``, from any worker, task worker or user process.
+
+        ``opcode=None`` sends TEXT for ``str`` and BINARY for ``bytes``; ``flags`` are Swoole's (``FIN``, and
+        ``COMPRESS`` to deflate it where the client agreed to permessage-deflate). False, with
+        ``get_last_error()`` set, for a closed session or one that is not (yet) a WebSocket.
+        """
+        rt = self._rt
+        if rt.foreign_thread():
+            return rt.in_loop_thread(self.push, fd, data, opcode, flags)
+        if not rt.started:
+            return self._fail(_NOT_RUNNING)
+        state = rt.factory.protocol_flags(fd)
+        if state <= 0:
+            return self._fail(ErrorCode.SESSION_NOT_EXIST if state < 0 else ErrorCode.WEBSOCKET_UNCONNECTED)
+        try:
+            frame = websocket_frames.message(data, opcode, flags, deflate_of(state))
+        except ValueError as exc:
+            logger.warning("push to session %d: %s", fd, exc)
+            return self._fail(ErrorCode.WEBSOCKET_PACK_FAILED)
+        return self.send(fd, frame)
+
+    def disconnect(self, fd: int, code: int = CLOSE_NORMAL, reason: str = "") -> bool:
+        """Close WebSocket session ``fd`` with a close frame (``code``, ``reason``), then the close handshake."""
+        rt = self._rt
+        if rt.foreign_thread():
+            return rt.in_loop_thread(self.disconnect, fd, code, reason)
+        if not rt.started:
+            return self._fail(_NOT_RUNNING)
+        state = rt.factory.protocol_flags(fd)
+        if state <= 0:
+            return self._fail(ErrorCode.SESSION_NOT_EXIST if state < 0 else ErrorCode.WEBSOCKET_UNCONNECTED)
+        try:
+            payload = websocket_frames.close_payload(code, reason)
+        except ValueError as exc:
+            logger.warning("disconnect of session %d: %s", fd, exc)
+            return self._fail(ErrorCode.INVALID_PARAMS)
+        code = rt.factory.to_owner(fd, codec.Message(EventType.WEBSOCKET_CLOSE, fd, data=payload))
+        return self._fail(code) if code else True
+
+    def is_established(self, fd: int) -> bool:
+        """Whether ``fd`` is an open WebSocket session (its handshake done), from any process."""
+        return self._rt.started and self._rt.factory.protocol_flags(fd) > 0
+
+    isEstablished = is_established
+
+    @staticmethod
+    def pack(data: str | bytes | Frame, opcode: int | None = None, flags: int = FIN) -> bytes:
+        """One WebSocket frame as the server sends it (unmasked); ``opcode`` as for :meth:`push`."""
+        return websocket_frames.pack(data, opcode, flags)
+
+    @staticmethod
+    def unpack(data: bytes) -> Frame:
+        """The :class:`Frame` (a :class:`CloseFrame` for a close frame) of one whole frame's bytes."""
+        return websocket_frames.unpack(data)
 
 
 def daemonize(log_file: str | None) -> None:

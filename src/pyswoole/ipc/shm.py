@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 SESSION_SLOTS = 1 << 20  # as Swoole: slot = session_id % SESSION_SLOTS
+# BASE mode's session table: per slot the session id, its owner key, and its protocol flags (WebSocket state).
+SESSION_FIELDS = 3
 
 
 class Global:
@@ -116,7 +118,8 @@ class Conn:
     REMOTE_ADDRESS = 18  # 16 bytes: two int64 fields
     RECV_DONE_BYTES = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
     READY = 21  # established (on a TLS port: handshake over); before that the record only holds its session id
-    SIZE = 22
+    PROTOCOL_FLAGS = 22  # a protocol room's state of the session (WebSocket: upgraded, deflate)
+    SIZE = 23
 
 
 HOT_FIELDS = (Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES)
@@ -231,7 +234,7 @@ class SharedState:
         self.workers = _int64_array((worker_slots + reactor_slots) * Slot.SIZE)
         self.connections = ConnectionTable(max_connection) if max_connection else None
         # Pages are touched only as sessions use them.
-        self.sessions = _int64_array(SESSION_SLOTS * 2 if self.connections is None else 1)
+        self.sessions = _int64_array(SESSION_SLOTS * SESSION_FIELDS if self.connections is None else 1)
         self._lock = multiprocessing.get_context("fork").Lock()
         self.globals[Global.START_TIME_US] = int(time.time() * 1_000_000)
 
@@ -288,11 +291,12 @@ class SharedState:
             if table is None:
                 sessions = self.sessions
                 while True:
-                    index = (session_id % SESSION_SLOTS) * 2
+                    index = (session_id % SESSION_SLOTS) * SESSION_FIELDS
                     if not sessions[index] or not self._alive(sessions[index + 1]):
                         break
                     session_id += 1
                 sessions[index + 1] = owner
+                sessions[index + 2] = 0
                 sessions[index] = session_id
             else:
                 for _ in range(table.size):
@@ -308,7 +312,7 @@ class SharedState:
 
     def session_owner(self, session_id: int) -> int:
         """BASE mode: the worker id owning a live session, or -1."""
-        index = (session_id % SESSION_SLOTS) * 2
+        index = (session_id % SESSION_SLOTS) * SESSION_FIELDS
         if session_id <= 0 or self.sessions[index] != session_id:
             return -1
         owner_key = self.sessions[index + 1]
@@ -318,6 +322,18 @@ class SharedState:
         return self.workers[(owner_key & 0xFFFF) * Slot.SIZE + Slot.INCARNATION] == owner_key >> 16
 
     def free_session(self, session_id: int) -> None:
-        index = (session_id % SESSION_SLOTS) * 2
+        index = (session_id % SESSION_SLOTS) * SESSION_FIELDS
         if self.sessions[index] == session_id:
             self.sessions[index] = 0
+
+    def session_flags(self, session_id: int) -> int:
+        """BASE mode: a live session's protocol flags (0: none), or -1 for no such session."""
+        index = (session_id % SESSION_SLOTS) * SESSION_FIELDS
+        if session_id <= 0 or self.sessions[index] != session_id or not self._alive(self.sessions[index + 1]):
+            return -1
+        return self.sessions[index + 2]
+
+    def set_session_flags(self, session_id: int, flags: int) -> None:
+        index = (session_id % SESSION_SLOTS) * SESSION_FIELDS
+        if self.sessions[index] == session_id:
+            self.sessions[index + 2] = flags

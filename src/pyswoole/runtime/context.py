@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +37,16 @@ if TYPE_CHECKING:
     from .worker import EventWorker
 
 _T = TypeVar("_T")
+_RUNTIMES: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
+
+
+def runtime_of(server: Any) -> Runtime:
+    """The runtime of a server handle (for the protocol rooms' calls that take the server, as
+    ``Response.create(server, fd)``). ``LookupError`` for an object that is no pyswoole server."""
+    try:
+        return _RUNTIMES[server]
+    except (KeyError, TypeError):
+        raise LookupError(f"{server!r} is not a pyswoole server") from None
 
 
 class Runtime:
@@ -53,6 +64,7 @@ class Runtime:
 
     def __init__(self, server: Any, mode: Mode) -> None:
         self.server = server  # the user's handle, passed on to callbacks
+        _RUNTIMES[server] = self
         self.mode = mode
         self.ports: list[Port] = []
         self.callbacks: dict[str, Callable[..., Any]] = {}

@@ -90,6 +90,23 @@ class BaseFactory(_Factory):
         kind = EventType.RESUME_RECV if reading else EventType.PAUSE_RECV
         return self._forward(session_id, codec.Message(kind, fd=session_id))
 
+    def to_owner(self, session_id: int, message: codec.Message) -> int:
+        """Hand a protocol room's message about a session to where the session lives: this worker's own
+        connection, or the owning worker."""
+        worker = self.rt.worker
+        conn = worker.connections.get(session_id) if worker is not None else None
+        if conn is not None:
+            conn.protocol_message(message)
+            return 0
+        return self._forward(session_id, message)
+
+    def protocol_flags(self, session_id: int) -> int:
+        """A protocol room's flags of a live session (0: none), -1 for no such session."""
+        return self.rt.shared.session_flags(session_id)
+
+    def set_protocol_flags(self, session_id: int, flags: int) -> None:
+        self.rt.shared.set_session_flags(session_id, flags)
+
     def _forward(self, session_id: int, message: codec.Message) -> int:
         rt = self.rt
         owner = rt.shared.session_owner(session_id)
@@ -208,6 +225,26 @@ class ProcessFactory(_Factory):
             self.table.q[base + Conn.REACTOR_ID],
             codec.Message(EventType.SEND_FILE, session_id, data=codec.pack_sendfile(path, offset, length)),
         )
+
+    def to_owner(self, session_id: int, message: codec.Message) -> int:
+        """Hand a protocol room's message about a session to the reactor thread that owns its connection."""
+        base = self.table.find(session_id)
+        if base < 0:
+            return _NOT_EXIST
+        return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID], message)
+
+    def protocol_flags(self, session_id: int) -> int:
+        """A protocol room's flags of a live session (0: none), -1 for no such session or one closing."""
+        base = self.table.find(session_id)
+        q = self.table.q
+        if base < 0 or q[base + Conn.CLOSED] or q[base + Conn.PEER_CLOSED]:
+            return -1
+        return q[base + Conn.PROTOCOL_FLAGS]
+
+    def set_protocol_flags(self, session_id: int, flags: int) -> None:
+        base = self.table.find(session_id)
+        if base >= 0:
+            self.table.q[base + Conn.PROTOCOL_FLAGS] = flags
 
     def to_reactor(self, session_id: int, reactor_id: int, message: codec.Message) -> int:
         rt = self.rt

@@ -56,6 +56,7 @@ class ReactorConnection(Connection):
         "counters",
         "full",
         "close_force",
+        "close_flush",
         "throttled",
         "server_fd",
         "worker_writer",
@@ -74,6 +75,7 @@ class ReactorConnection(Connection):
         self.worker_writer: PipeWriter | None = None
         self.full = False  # above the high watermark: BufferFull was sent
         self.close_force = False  # idle: its worker runs Close, then the reactor drops its output and closes
+        self.close_flush = False  # ... or, for a close the protocol asked for, flushes the output first
         self.throttled = False  # max_queued_bytes: reading stopped until its worker catches up
 
     def data_received(self, data: bytes) -> None:
@@ -222,7 +224,7 @@ class ReactorThread:
             if worker_id >= 0:
                 # A TLS client's certificate travels with Connect; only that worker keeps it, as in Swoole.
                 certificate = conn.client_certificate().encode() if conn.port.ssl_context is not None else b""
-                self._to_worker(
+                self.to_worker(
                     worker_id,
                     codec.Message(
                         EventType.CONNECT,
@@ -250,7 +252,7 @@ class ReactorThread:
             if not self._writers[worker_id].write(datagram):
                 self.dropped(worker_id, _RECV_DATA, conn.session_id)
         else:
-            self._to_worker(
+            self.to_worker(
                 worker_id,
                 codec.Message(EventType.RECV_DATA, conn.session_id, self.reactor_id, conn.port.fileno, 0, now, data),
             )
@@ -286,7 +288,7 @@ class ReactorThread:
         conn.full = full
         callback = conn.handlers.buffer_full if full else conn.handlers.buffer_empty
         if self.dispatcher.notify and callback is not None:
-            self._to_worker(
+            self.to_worker(
                 self.dispatcher.owner_of(conn.base, conn.socket_fd),
                 codec.Message(kind, conn.session_id, self.reactor_id, conn.port.fileno),
             )
@@ -317,12 +319,13 @@ class ReactorThread:
         worker_id = self.dispatcher.worker_for(conn.base, conn.socket_fd, EventType.CLOSE)
         if worker_id < 0:
             return False
-        self._to_worker(worker_id, codec.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
+        self.to_worker(worker_id, codec.Message(EventType.CLOSE, conn.session_id, self.reactor_id, conn.port.fileno))
         return True
 
-    def force_close(self, conn: Connection) -> None:
-        """Close an idle connection (heartbeat, max_idle_time): its worker runs Close with this reactor's id,
-        then the socket is closed at once, dropping any output still pending."""
+    def force_close(self, conn: Connection, flush: bool = False) -> None:
+        """Close a connection from the reactor (heartbeat, max_idle_time, a protocol's own close): its worker
+        runs Close with this reactor's id, then the socket is closed at once, dropping any output still pending,
+        or once that output is out with ``flush`` (an error response, a close frame)."""
         assert isinstance(conn, ReactorConnection)
         if conn.closed:
             if not conn.peer_closed and not conn.close_force:
@@ -333,9 +336,10 @@ class ReactorThread:
         conn.set_reading(False)
         conn.mark_closed(by_peer=False)
         conn.close_force = True
+        conn.close_flush = flush
         if not self._notify_close(conn):
             conn.close_force = False
-            conn.shut(reset=True)
+            conn.shut(reset=not flush)
 
     def _heartbeat(self) -> None:
         now = _now()
@@ -360,7 +364,7 @@ class ReactorThread:
 
     # Pipes ----------------------------------------------------------------------------------------------
 
-    def _to_worker(self, worker_id: int, message: codec.Message) -> None:
+    def to_worker(self, worker_id: int, message: codec.Message) -> None:
         if not self._writers[worker_id].write_all(codec.encode(message, self._msg_ids())):
             self.dropped(worker_id, message.type, message.fd)
 
@@ -393,8 +397,8 @@ class ReactorThread:
                 if conn.peer_closed:
                     self._release(conn)  # the worker's answer to our CLOSE: its Close callback is over
                 elif conn.close_force:
-                    conn.close_force = False  # the worker's Close is over: drop the output, close now
-                    conn.shut(reset=True)
+                    conn.close_force = False  # the worker's Close is over: close now
+                    conn.shut(reset=not conn.close_flush)
                 else:
                     conn.mark_closed(by_peer=False)
                     conn.shut(reset=bool(message.ext_flags))
@@ -439,7 +443,7 @@ class ReactorThread:
             if worker_id < 0:
                 continue
             counters.values[Slot.DISPATCH] += 1
-            self._to_worker(
+            self.to_worker(
                 worker_id,
                 codec.Message(
                     EventType.RECV_DGRAM,

@@ -157,7 +157,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "reloads": globals_[Global.RELOADS],
         "dropped_pipe_messages": shared.sum_field(Slot.PIPE_DROPPED, 0, rows),
     }
-    if any(port.protocol.get("open_http_protocol") for port in rt.ports):
+    if any(port.speaks_http for port in rt.ports):
         result["http"] = {name: shared.sum_field(field, 0, worker_num) for name, field in HTTP_CLASSES.items()}
     return result
 

@@ -332,6 +332,38 @@ class EventWorker:
         if self.request_limit:
             self._check_request_limit()
 
+    def serve_unit(
+        self,
+        what: str,
+        callback: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Exception | None, Any], None],
+    ) -> None:
+        """Run a protocol room's callback for one unit of work (an HTTP request, a WebSocket message) as Receive
+        runs: counted in the request stats, the worker busy meanwhile, recycled at max_request; a coroutine runs
+        as a task. ``done(error, result)`` follows when it is over: what it raised (logged here), or returned."""
+        counters = self.counters
+        counts = counters.values
+        if not counters.pending:
+            counters.moved()
+        slot = self.slot
+        slot[_STATUS] = _BUSY
+        try:
+            result = callback(*args)
+        except Exception as exc:
+            counts[_FAILED] += 1
+            logger.exception("%s callback failed", what)
+            done(exc, None)
+        else:
+            counts[_REQUEST] += 1
+            if asyncio.iscoroutine(result):
+                self.spawn(_finish_unit(what, result, done))
+            else:
+                done(None, result)
+        slot[_STATUS] = _IDLE
+        if self.request_limit:
+            self._check_request_limit()
+
     def count_send(self, size: int) -> None:
         counters = self.counters
         counts = counters.values
@@ -713,3 +745,13 @@ class EventWorker:
     @property
     def coroutine_num(self) -> int:
         return len(self.runner.tasks)
+
+
+async def _finish_unit(what: str, coroutine: Any, done: Callable[[Exception | None, Any], None]) -> None:
+    try:
+        result = await coroutine
+    except Exception as exc:
+        logger.exception("%s callback failed", what)
+        done(exc, None)
+    else:
+        done(None, result)

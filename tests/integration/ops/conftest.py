@@ -49,11 +49,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def start_ops_server(start_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
-    """start_ops_server(mode, **settings) -> a ``managerkit.MANAGER_SERVER`` with ``admin_server`` on a free
-    loopback port, ``pid_file="server.pid"`` and ``stats_timer_interval=100``; ``server.admin_url`` is the admin
-    server's base URL and ``server.pid_file`` the pid file's path."""
+    """start_ops_server(mode, script=MANAGER_SERVER, **settings) -> a server script (``managerkit.MANAGER_SERVER``
+    by default; it reads ``mode`` and ``settings``) with ``admin_server`` on a free loopback port,
+    ``pid_file="server.pid"`` and ``stats_timer_interval=100``; ``server.admin_url`` is the admin server's base URL
+    and ``server.pid_file`` the pid file's path."""
 
-    def start(mode: str, **settings: Any) -> ServerProcess:
+    def start(mode: str, script: str = MANAGER_SERVER, **settings: Any) -> ServerProcess:
         port = free_port()
         settings = {
             "admin_server": f"127.0.0.1:{port}",
@@ -62,7 +63,7 @@ def start_ops_server(start_server: Callable[..., ServerProcess]) -> Callable[...
             **({"reactor_num": 1} if mode == "PROCESS" else {}),
             **settings,
         }
-        server = start_server(MANAGER_SERVER, mode=mode, settings=settings)
+        server = start_server(script, mode=mode, settings=settings)
         server.admin_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
         server.pid_file = server.workdir / "server.pid"  # type: ignore[attr-defined]
         return server

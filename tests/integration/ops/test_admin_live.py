@@ -291,3 +291,26 @@ def test_restarts_are_counted_by_cause(start_ops_server: Callable[..., ServerPro
     for cause, count in expected.items():
         assert value(families, "pyswoole_worker_restarts", cause=cause) == count
     assert value(families, "pyswoole_reloads") == 1
+
+
+HTTP_SERVER = """
+from pyswoole import HttpServer
+
+server = HttpServer("127.0.0.1", 0, getattr(Mode, mode))
+report_port(server)
+server.set(worker_num=2, **settings)
+server.on("Request", lambda request, response: response.end("hello"))
+serve(server)
+"""
+
+
+@pytest.mark.parametrize("mode", ["PROCESS", "BASE"])
+def test_a_server_with_an_http_port_reports_responses_by_status_class(start_ops_server, mode):
+    server = start_ops_server(mode, script=HTTP_SERVER)
+    assert httpx.get(f"http://127.0.0.1:{server.port}/", timeout=10).text == "hello"
+
+    snapshot = stats(server)
+
+    assert set(snapshot["http"]) == {"1xx", "2xx", "3xx", "4xx", "5xx"}
+    families = metrics(server)
+    assert {sample.labels["class"] for sample in families["pyswoole_http_responses"]} == set(snapshot["http"])

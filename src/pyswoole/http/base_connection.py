@@ -1,0 +1,262 @@
+"""BASE mode: an HTTP/1.1 connection in the worker that accepted it.
+
+Bytes are parsed here (``Conversation``), each whole request is answered here by the Request callback (the
+connection is the response's sink: its bytes go straight to the transport), static files are served without a
+callback, and after an accepted upgrade the connection becomes a WebSocket session of this worker.
+
+Invariants: requests are answered one at a time, in order; reading stops while too much waits unanswered;
+a client that does not send a complete header section within ``http_header_timeout`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from ..constants import ErrorCode, EventType
+from ..ipc import codec
+from ..ipc.shm import Slot
+from ..log import logger
+from ..runtime.worker import WorkerConnection
+from ..websocket.frames import parse_close_payload
+from ..websocket.session import CLOSE_TIMEOUT
+from .conversation import Conversation
+from .headers import error_response
+from .parser import ParseError, Upgraded, WholeRequest
+from .sink import KEEP_ALIVE
+
+if TYPE_CHECKING:
+    from ..port import Port, PortHandlers
+    from ..runtime.worker import EventWorker
+    from ..websocket.session import WebSocketSession
+    from .service import HttpService
+
+_now = time.time
+_RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
+_RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
+_WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
+
+
+class HttpWorkerConnection(WorkerConnection):
+    __slots__ = (
+        "worker", "service", "conversation", "header_timer", "advancing", "throttled", "upgrade", "close_timer",
+    )  # fmt: skip
+
+    def __init__(self, worker: EventWorker, port: Port, handlers: PortHandlers, service: HttpService) -> None:
+        super().__init__(worker, port, handlers)
+        self.framer = None  # HTTP frames its own requests
+        self.worker = worker
+        self.service = service
+        self.conversation = Conversation(service.new_parser(), service.max_body_size)
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.advancing = False  # inside _advance: a response finished meanwhile is picked up by its loop
+        self.throttled = False  # reading stopped because too many requests wait
+        self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
+        self.close_timer: asyncio.TimerHandle | None = None  # a server-side close handshake's deadline
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.ready:
+            self._watch_header()
+
+    def data_received(self, data: bytes) -> None:
+        if self.paused:
+            self.hold(data)
+            return
+        self.last_recv_time = _now()
+        counters = self.counters
+        counters.values[_RECV_BYTES] += len(data)
+        if not counters.pending:
+            counters.moved()
+        if self.upgrade is not None:
+            self._websocket_receive(data)
+            return
+        interim = self.conversation.receive(data)
+        if interim:
+            self.transport.write(interim)  # type: ignore[union-attr]
+        self._advance()
+
+    def _advance(self) -> None:
+        """Answer what is ready, in order, while nothing is being answered."""
+        if self.advancing:
+            return
+        self.advancing = True
+        conversation = self.conversation
+        try:
+            while not self.closed:
+                item = conversation.next()
+                if item is None:
+                    break
+                if type(item) is tuple:
+                    self._serve(item)
+                elif type(item) is ParseError:
+                    self._reject(item.status, item.reason)
+                elif type(item) is Upgraded:
+                    if self.upgrade is None:
+                        logger.warning("session %d: an upgrade nobody accepted; closed", self.session_id)
+                        self.worker.close(self.session_id)
+                    else:
+                        rest = conversation.upgraded_bytes()
+                        if rest:
+                            self._websocket_receive(rest)
+        finally:
+            self.advancing = False
+        self._watch_header()
+        self._throttle()
+
+    def _serve(self, request: WholeRequest) -> None:
+        head, body = request
+        self.last_dispatch_time = now = _now()
+        counters = self.counters
+        counters.values[_DISPATCH] += 1
+        static = self.service.static
+        if static is not None and (head.method == "GET" or head.method == "HEAD"):
+            reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
+            if reply is not None:
+                self.write(reply.head + reply.body)
+                if reply.file is not None:
+                    self.send_file(*reply.file)
+                self.finish(head.keep_alive)
+                return
+        self.service.serve(self.worker, head, body, self.session_id, self.remote_ip, self.remote_port, now, self)
+
+    def _reject(self, status: int, reason: str) -> None:
+        """A request that cannot be served: its status, then close, whatever else the client sent."""
+        logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
+        self.write(error_response(status))
+        self.worker.close(self.session_id)
+
+    # The response's sink (http.response.ResponseSink) ---------------------------------------------------------
+
+    def send(self, data: bytes) -> bool:
+        if self.closed:
+            return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
+        self.write(data)
+        counters = self.counters
+        counts = counters.values
+        counts[_RESPONSE] += 1
+        counts[_SEND_BYTES] += len(data)
+        if not counters.pending:
+            counters.moved()
+        return True
+
+    def sendfile(self, path: str, offset: int, length: int) -> bool:
+        if self.closed:
+            return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
+        try:
+            self.send_file(path, offset, length)
+        except OSError as exc:
+            logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, path, exc.strerror)
+            return self.worker.rt.fail(exc.errno or ErrorCode.INVALID_PARAMS)
+        return True
+
+    def finish(self, keep_alive: bool) -> None:
+        """The current request is answered: on to the next one, or close."""
+        if not keep_alive:
+            self.worker.close(self.session_id)
+            return
+        interim = self.conversation.answered()
+        if interim and not self.closed:
+            self.write(interim)
+        if not self.advancing:
+            self._advance()
+
+    def fail(self, code: int) -> bool:
+        return self.worker.rt.fail(code)
+
+    def upgraded(self, flags: int) -> None:
+        """The WebSocket handshake succeeded: from now on the connection reads frames."""
+        websocket = self.service.websocket
+        assert websocket is not None
+        self.upgrade = websocket.new_session(flags)
+        self.finish(True)
+
+    def protocol_message(self, message: codec.Message) -> None:
+        """A response ended in another process (``Response.create`` there, a detached response), or a
+        ``disconnect()`` from anywhere."""
+        if message.type == _RESPONSE_END:
+            self.finish(bool(message.ext_flags & KEEP_ALIVE))
+        elif message.type == _WEBSOCKET_CLOSE:
+            self._websocket_close(message.data)
+        else:
+            super().protocol_message(message)
+
+    # WebSocket ---------------------------------------------------------------------------------------------
+
+    def _websocket_receive(self, data: bytes) -> None:
+        session = self.upgrade
+        assert session is not None
+        received = session.receive(data)
+        if received.reply and not self.closed:
+            self.write(received.reply)
+        websocket = self.service.websocket
+        assert websocket is not None
+        for message in received.messages:
+            self.counters.values[_DISPATCH] += 1
+            websocket.deliver(self.worker, self.session_id, message)
+        if received.close and not self.closed:
+            self.worker.close(self.session_id)
+
+    def _websocket_close(self, payload: bytes) -> None:
+        """``disconnect()``: a close frame, then the client's reply (or CLOSE_TIMEOUT) ends the connection."""
+        session = self.upgrade
+        if session is None or self.closed:
+            return
+        frame = session.close(*parse_close_payload(payload))
+        if frame:
+            self.write(frame)
+            self.close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self.close_timer = None
+        if not self.closed:
+            self.worker.close(self.session_id)
+
+    # Limits ------------------------------------------------------------------------------------------------
+
+    def _watch_header(self) -> None:
+        """``http_header_timeout``: armed while the client owes a complete header section, never re-armed by
+        the bytes of a header that trickles in."""
+        timeout = self.service.header_timeout
+        if timeout and not self.closed and self.upgrade is None and self.conversation.awaiting_head:
+            if self.header_timer is None:
+                self.header_timer = asyncio.get_running_loop().call_later(timeout, self._header_timed_out)
+        elif self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self.header_timer = None
+        if self.closed:
+            return
+        if self.conversation.parser.in_head:
+            logger.info(
+                "session %d from %s: no complete request header within %s s (http_header_timeout); closed",
+                self.session_id,
+                self.remote_ip,
+                self.service.header_timeout,
+            )
+            self.write(error_response(408))
+        self.worker.close(self.session_id)
+
+    def _throttle(self) -> None:
+        """Stop reading while too much waits unanswered; read again once the queue drains."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        over = self.conversation.over_limit
+        if over and not self.throttled:
+            self.throttled = True
+            transport.pause_reading()
+        elif not over and self.throttled:
+            self.throttled = False
+            if not self.paused:
+                transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self.header_timer, self.close_timer):
+            if timer is not None:
+                timer.cancel()
+        self.header_timer = self.close_timer = None
+        super().connection_lost(exc)

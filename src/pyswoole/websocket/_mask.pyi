@@ -1,0 +1,6 @@
+from typing import TypeAlias
+
+_Bytes: TypeAlias = bytes | bytearray | memoryview
+
+def apply_mask(data: _Bytes, mask: _Bytes, /) -> bytes: ...
+def unmask_payload(frame: _Bytes, start: int, end: int, /) -> bytes: ...
