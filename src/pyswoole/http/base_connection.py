@@ -116,8 +116,8 @@ class HttpWorkerConnection(WorkerConnection):
             if reply is not None:
                 self.write(reply.head + reply.body)
                 if reply.file is not None:
-                    self.send_file(*reply.file)
-                self.finish(head.keep_alive)
+                    self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                self.finish(reply.keep_alive)
                 return
         self.service.serve(self.worker, head, body, self.session_id, self.remote_ip, self.remote_port, now, self)
 

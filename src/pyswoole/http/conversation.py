@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from .headers import CONTINUE_RESPONSE as CONTINUE
 from .parser import ParseError, RequestCollector, RequestHead, RequestParser, Upgraded, WholeRequest
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 Item = WholeRequest | ParseError | Upgraded
 

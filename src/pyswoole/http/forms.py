@@ -11,6 +11,7 @@ after removing the temp files it had written.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
+
+# python-multipart logs each malformed body itself; the request logs it once, with the session id.
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 
 MAX_DEPTH = 64  # PHP's max_input_nesting_level
 UPLOAD_PREFIX = "pyswoole.upfile."

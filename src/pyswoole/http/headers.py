@@ -6,6 +6,8 @@ bytes; status lines and formatted header names are cached, the Date line is rebu
 
 from __future__ import annotations
 
+import mimetypes
+import os
 import time
 from email.utils import formatdate
 from urllib.parse import quote_plus
@@ -205,10 +207,39 @@ def format_cookie(
     return text
 
 
+def build_head(status: int, lines: list[bytes], keep_alive: bool, content_length: int | None) -> bytes:
+    """A head made of server-chosen ``lines`` (each ending in CRLF) plus Server, Date and Connection."""
+    return b"".join(
+        (
+            STATUS_LINES[status],
+            *lines,
+            SERVER_LINE,
+            date_line(),
+            CONNECTION_LINES[keep_alive],
+            b"" if content_length is None else b"Content-Length: %d\r\n" % content_length,
+            b"\r\n",
+        )
+    )
+
+
+_media_types: dict[str, str | None] = {}
+
+
+def media_type(path: str) -> str | None:
+    """The media type of a file from its extension (mimetypes' table), None when unknown."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension in _media_types:
+        return _media_types[extension]
+    found = mimetypes.guess_type("x" + extension)[0] if extension else None
+    if len(_media_types) < MAX_CACHED_NAMES:
+        _media_types[extension] = found
+    return found
+
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"  # owed to a head with expect_continue, before its body
+
+
 def error_response(status: int) -> bytes:
-    """The whole answer to a request the server refuses by itself (400, 408, 413, 431...): it closes."""
-    body = f"{status} {REASONS.get(status, 'Error')}\n".encode()
-    return b"".join((
-        status_line(status), date_line(), SERVER_LINE, b"Content-Type: text/plain; charset=utf-8\r\n",
-        b"Content-Length: %d\r\n" % len(body), CONNECTION_LINES[False], b"\r\n", body,
-    ))  # fmt: skip
+    """The whole answer to a request the parser refused (``ParseError.status``); the connection then closes."""
+    body = f"<html><body><h1>{status} {REASONS[status]}</h1></body></html>\n".encode()
+    return build_head(status, [b"Content-Type: text/html\r\n"], False, len(body)) + body

@@ -139,8 +139,8 @@ class HttpReactorConnection(ReactorConnection):
             if reply is not None:
                 self.owner.write(self, reply.head + reply.body)
                 if reply.file is not None:
-                    self.send_file(*reply.file)
-                self._answered(head.keep_alive)
+                    self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                self._answered(reply.keep_alive)
                 return
         reactor = self.owner
         worker_id = reactor.dispatcher.worker_for(self.base, self.socket_fd, EventType.RECV_DATA)

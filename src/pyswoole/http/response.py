@@ -11,7 +11,6 @@ take returns False through ``sink.fail(code)`` with one warning logged, and send
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import stat
 import zlib
@@ -31,6 +30,7 @@ from .headers import (
     format_cookie,
     header_name,
     header_text,
+    media_type,
     status_line,
 )
 from .options import HttpOptions
@@ -131,18 +131,20 @@ def compress(data: bytes, coding: str, level: int) -> bytes:
     return zlib.compress(data, level, 31 if coding == "gzip" else 15)
 
 
-_content_types: dict[str, str] = {}
+# Header lines and Content-Length lines already built: applications set the same few again and again.
+MAX_CACHED_LINES = 4096
+_header_lines: dict[tuple[bytes, str], tuple[bytes, str]] = {}
+_length_lines: dict[int, bytes] = {}
 
 
-def content_type_for(path: str) -> str:
-    """The media type of a file from its extension, application/octet-stream when unknown."""
-    extension = os.path.splitext(path)[1].lower()
-    content_type = _content_types.get(extension)
-    if content_type is None:
-        content_type = mimetypes.guess_type("x" + extension)[0] or "application/octet-stream"
-        if len(_content_types) < MAX_CACHED:
-            _content_types[extension] = content_type
-    return content_type
+def content_length_line(length: int) -> bytes:
+    """``Content-Length: <length>`` and the blank line that ends the head."""
+    line = _length_lines.get(length)
+    if line is None:
+        line = b"Content-Length: %d\r\n\r\n" % length
+        if len(_length_lines) < MAX_CACHED_LINES:
+            _length_lines[length] = line
+    return line
 
 
 class Response:
@@ -152,18 +154,24 @@ class Response:
     The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code`` and ``keep_alive``.
     """
 
-    # Class-level defaults: a fresh response stores only what it is given.
-    status_code = 200
-    reason: str | None = None
-    headers_sent = False
-    ended = False
-    detached = False
-    keep_alive = True  # final once the headers are sent
-    _open = True  # not ended, not detached
-    _head_open = True  # ... and the headers not sent
-    _status_line = STATUS_200
-    _streaming = False  # write() sent the headers
-    _chunked = False  # ... with Transfer-Encoding: chunked
+    __slots__ = (
+        "status_code",
+        "reason",
+        "headers_sent",
+        "ended",
+        "detached",
+        "keep_alive",
+        "_open",
+        "_head_open",
+        "_status_line",
+        "_streaming",
+        "_chunked",
+        "_sink",
+        "_head",
+        "_options",
+        "_headers",
+        "_cookies",
+    )
 
     def __init__(self, sink: ResponseSink, head: RequestHead | None, options: HttpOptions = DEFAULT_OPTIONS) -> None:
         self._sink = sink
@@ -171,6 +179,15 @@ class Response:
         self._options = options
         self._headers: dict[str, tuple[bytes, str]] = {}  # lower-cased name -> (its lines, its value)
         self._cookies: list[bytes] = []
+        self.status_code = 200
+        self.reason: str | None = None
+        self._status_line = STATUS_200
+        self.headers_sent = self.ended = self.detached = False
+        self.keep_alive = True  # final once the headers are sent
+        self._open = True  # not ended, not detached
+        self._head_open = True  # ... and the headers not sent
+        self._streaming = False  # write() sent the headers
+        self._chunked = False  # ... with Transfer-Encoding: chunked
 
     @classmethod
     def create(cls, server: Any, fd: int) -> Response:
@@ -196,12 +213,10 @@ class Response:
             return self._unavailable()
         return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
 
-    def _close(self, headers_sent: bool) -> None:
-        """The response takes nothing more (ended)."""
-        self.ended = True
+    def _close(self) -> None:
+        """The response is ended (its headers sent, or failed to send): it takes nothing more."""
+        self.ended = self.headers_sent = True
         self._open = self._head_open = False
-        if headers_sent:
-            self.headers_sent = True
 
     # ---- headers -------------------------------------------------------------------------------------------
 
@@ -227,10 +242,15 @@ class Response:
             return self._refuse(ErrorCode.INVALID_PARAMS, f"invalid header name {key!r}")
         lower, prefix = name
         if type(value) is str:  # the usual case, without the general path's list
-            text = value.strip(" \t")
-            if "\r" in text or "\n" in text or "\0" in text:
-                return self._refuse(ErrorCode.INVALID_PARAMS, f"the value of header {key!r} holds CR, LF or NUL")
-            self._headers[lower] = (prefix + text.encode() + b"\r\n", text)
+            line = _header_lines.get((prefix, value))
+            if line is None:
+                text = value.strip(" \t")
+                if "\r" in text or "\n" in text or "\0" in text:
+                    return self._refuse(ErrorCode.INVALID_PARAMS, f"the value of header {key!r} holds CR, LF or NUL")
+                line = (prefix + text.encode() + b"\r\n", text)
+                if len(_header_lines) < MAX_CACHED_LINES:
+                    _header_lines[(prefix, value)] = line
+            self._headers[lower] = line
             return True
         if value is None:
             self._headers.pop(lower, None)
@@ -333,7 +353,7 @@ class Response:
         if extra:
             parts.append(extra)
         if length is not None:
-            parts.append(b"Content-Length: %d\r\n\r\n" % length)
+            parts.append(content_length_line(length))
         else:
             parts.append(b"\r\n")
         if body:
@@ -379,7 +399,7 @@ class Response:
                 out = self._build_head(length, extra)
             else:
                 out = self._build_head(len(body), extra, body)
-        self._close(headers_sent=True)
+        self._close()
         if not self._sink.send(out):
             return False
         self._sink.finish(self.keep_alive)
@@ -423,17 +443,16 @@ class Response:
         if not self._streaming:
             self._streaming = True
             self._chunked = self._head is None or self._head.version == "1.1"
-            out = self._build_head(None, b"Transfer-Encoding: chunked\r\n" if self._chunked else b"")
+            coding = b"Transfer-Encoding: chunked\r\n" if self._chunked else b""
+            out = self._build_head(None, coding, b"" if no_body else self._chunk(body))
             self.headers_sent = True
             self._head_open = False
-            if not no_body:
-                out += self._chunk(body)
         elif no_body:
             return True
         else:
             out = self._chunk(body)
         if not self._sink.send(out):
-            self._close(headers_sent=True)
+            self._close()
             return False
         return True
 
@@ -447,7 +466,7 @@ class Response:
                 out = self._chunk(body)
             if self._chunked:
                 out += b"0\r\n\r\n"
-        self._close(headers_sent=True)
+        self._close()
         if out and not self._sink.send(out):
             return False
         self._sink.finish(self.keep_alive)
@@ -472,9 +491,9 @@ class Response:
         if length == 0:
             length = info.st_size - offset
         if "content-type" not in self._headers:
-            self.header("Content-Type", content_type_for(filename))
+            self.header("Content-Type", media_type(filename) or "application/octet-stream")
         out = self._build_head(length)
-        self._close(headers_sent=True)
+        self._close()
         if not self._sink.send(out):
             return False
         if length and not self._no_body() and not self._sink.sendfile(filename, offset, length):

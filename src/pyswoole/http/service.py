@@ -27,6 +27,7 @@ from .parser import RequestHead, RequestParser, unpack_request
 from .request import Request
 from .response import Response
 from .sink import SessionSink
+from .static import StaticFiles
 
 if TYPE_CHECKING:
     from ..port import Port, PortHandlers
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from ..runtime.worker import EventWorker
     from ..websocket.service import UpgradeSink, WebSocketService
     from .reactor_connection import HttpReactorConnection
-    from .static import StaticFiles
 
 
 class HttpService:
@@ -53,8 +53,6 @@ class HttpService:
         document_root = protocol.get("document_root")
         self.static: StaticFiles | None = None
         if protocol["enable_static_handler"] and document_root:
-            from .static import StaticFiles
-
             self.static = StaticFiles(
                 document_root,
                 protocol.get("static_handler_locations") or (),
