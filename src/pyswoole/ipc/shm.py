@@ -123,7 +123,18 @@ class Conn:
     SIZE = 23
 
 
-HOT_FIELDS = (Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES)
+HOT_FIELDS = (
+    Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES,
+    Slot.HTTP_1XX, Slot.HTTP_2XX, Slot.HTTP_3XX, Slot.HTTP_4XX, Slot.HTTP_5XX,
+)  # fmt: skip
+
+
+def count_http_status(counters: SlotCounters, status: int) -> None:
+    """One more HTTP response of ``status`` in a slot's counters (a worker's, or a reactor thread's)."""
+    if 100 <= status < 600:
+        counters.values[Slot.HTTP_1XX + status // 100 - 1] += 1
+        if not counters.pending:
+            counters.moved()
 
 
 class SlotCounters:

@@ -158,7 +158,9 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "dropped_pipe_messages": shared.sum_field(Slot.PIPE_DROPPED, 0, rows),
     }
     if any(port.speaks_http for port in rt.ports):
-        result["http"] = {name: shared.sum_field(field, 0, worker_num) for name, field in HTTP_CLASSES.items()}
+        # Workers answer requests; reactor threads (PROCESS mode) answer static files and refused requests.
+        rows = shared.worker_slots + shared.reactor_slots
+        result["http"] = {name: shared.sum_field(field, 0, rows) for name, field in HTTP_CLASSES.items()}
     return result
 
 
