@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/python examples/chat/server.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
