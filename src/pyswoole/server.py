@@ -190,6 +190,7 @@ class Server:
             setting["log_level"],
             setting["log_date_format"],
             setting["log_date_with_microseconds"],
+            setting["log_format"],
         )
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
             port.resolve_protocol(self._settings, port is self.ports[0], self._SPEAKS if port.is_stream else {})
@@ -202,13 +203,14 @@ class Server:
                 port.app_protocol = HttpService(self._rt, port, websocket, self._app)
         setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
         self.setting = self._rt.setting = setting
+        admin = boot.admin_server(setting)  # before anything forks: ValueError, or ServerError when in use
         if setting["daemonize"]:
             daemonize(setting.get("log_file"))
         for port in self.ports:
             port.listen(setting["enable_reuse_port"] and self.mode == Mode.BASE)
         boot.prepare(self._rt)
         try:
-            boot.run(self._rt)
+            boot.run(self._rt, admin)
             self._rt.call_event("shutdown", self)
             if self._rt.shared.globals[Global.STARTUP_FAILED]:
                 raise ServerError("the application failed to start in a worker (see the log); the server stopped")

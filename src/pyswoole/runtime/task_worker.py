@@ -32,6 +32,7 @@ from ..ipc.shm import Slot
 from ..log import logger
 from .callbacks import CallbackRunner
 from .loop import run_until_complete
+from .stats import resident_memory
 from .tasks import (
     CALLBACK,
     COROUTINE,
@@ -53,6 +54,7 @@ _BUSY, _IDLE = int(WorkerStatus.BUSY), int(WorkerStatus.IDLE)
 READ_BATCH = 32  # datagrams taken from one source before looking at the others (Swoole's fairness bound)
 REMOTE_BLOCK = 0.1  # blocking mode: the longest a task worker waits on the cluster's queue before its pipes again
 REMOTE_IN_FLIGHT = 16  # coroutine mode: tasks of the cluster's queue that one task worker runs at once
+RSS_PERIOD = 1.0  # seconds between two publications of this process's resident memory
 
 
 @dataclass
@@ -109,6 +111,7 @@ class TaskWorker:
         self._stopped: asyncio.Future[None] | None = None
         self.runner = CallbackRunner(None)  # gets the loop in coroutine mode
         self.remote = rt.cluster.task_source(worker_id) if setting["task_backend"] == "cluster" else None  # type: ignore[union-attr]
+        self._next_rss = 0.0
 
     def run(self) -> None:
         rt = self.rt
@@ -139,6 +142,7 @@ class TaskWorker:
         sources = {sock.fileno(): sock for sock in self.sources}
         remote = self.remote
         while not self.stopping:
+            self._publish_rss()
             readable, _, _ = select.select([*sources, wake_read], [], [], 1.0 if remote is None else 0.0)
             if os.getppid() != manager_pid:
                 logger.warning("manager process is gone, task worker %d stops", self.worker_id)
@@ -154,6 +158,18 @@ class TaskWorker:
         rt.call_event("worker_stop", self.server, self.worker_id)
         os.close(wake_read)
         os.close(wake_write)
+
+    def _publish_rss(self) -> None:
+        """This process's resident memory into its slot (the snapshot's rss_bytes), at most every RSS_PERIOD."""
+        now = time.monotonic()
+        if now < self._next_rss or self.slot[Slot.PID] != os.getpid():
+            return
+        self._next_rss = now + RSS_PERIOD
+        self.slot[Slot.RSS_BYTES] = resident_memory()
+
+    def _rss_timer(self) -> None:
+        self._publish_rss()
+        self.loop.call_later(RSS_PERIOD, self._rss_timer)  # type: ignore[union-attr]
 
     def stop(self) -> None:
         self.stopping = True
@@ -281,6 +297,7 @@ class TaskWorker:
         for sock in self.sources:
             loop.add_reader(sock.fileno(), self._read, sock)
         fetcher = loop.create_task(self._fetch_remote()) if self.remote is not None else None
+        self._rss_timer()
         rt.call_event("worker_start", self.server, self.worker_id)
         await self._stopped
         if fetcher is not None:
