@@ -149,8 +149,9 @@ class Outbox:
 class Postman:
     """The node's subscriber: delivers what other nodes publish to this node's sessions."""
 
-    def __init__(self, link: Link, node: str, counts: Counters, server: Any) -> None:
+    def __init__(self, link: Link, node: str, counts: Counters, server: Any, exists: Callable[[int], bool]) -> None:
         self.link = link
+        self.exists = exists  # is this session of the node open
         self.channel = Keys.channel(node)
         self.node = node
         self.counts = counts
@@ -201,8 +202,9 @@ class Postman:
             if record.kind == wire.SEND:
                 delivered += self._outcome(server.send(record.fds[0], record.data))
             elif record.kind == wire.PUSH:
-                if push is None:
-                    self._dropped(counters.DROPPED_NOT_WEBSOCKET)
+                if push is None:  # a plain server: no session of it is a WebSocket
+                    gone = not self.exists(record.fds[0])
+                    self._dropped(counters.DROPPED_GONE if gone else counters.DROPPED_NOT_WEBSOCKET)
                     continue
                 delivered += self._outcome(push(record.fds[0], record.data, record.opcode, record.flags))
             else:

@@ -345,7 +345,8 @@ class Cluster:
             self._keeper = self._new_keeper()
             self._keep()
         if worker.worker_id == 0:
-            self._postman = Postman(link, self.node, counts, rt.server)
+            factory = rt.factory
+            self._postman = Postman(link, self.node, counts, rt.server, lambda fd: factory.protocol_flags(fd) >= 0)
             self._postman_task = worker.loop.create_task(self._postman.run())
             try:
                 await asyncio.wait_for(self._postman.subscribed.wait(), SUBSCRIBE_WAIT)
