@@ -28,7 +28,7 @@ from programs import need
 from serverkit import ServerProcess, wait_until
 
 NODE = """
-from pyswoole import Opcode, Server, WebSocketServer
+from pyswoole import ErrorCode, Opcode, Server, WebSocketServer
 
 server = (WebSocketServer if kind == "WebSocketServer" else Server)("127.0.0.1", 0, getattr(Mode, mode))
 report_port(server)
@@ -51,9 +51,15 @@ if kind == "WebSocketServer":
         record("open", fd=request.fd, worker_id=server.worker_id)
 
     @server.on("Message")
-    def on_message(server, frame):
+    async def on_message(server, frame):
         if frame.data.startswith("ask "):
             server.push(frame.fd, evaluate(server, frame.fd, frame.data[4:]))
+        elif frame.data.startswith("co "):  # an awaitable expression: its awaited value
+            try:
+                value = await eval(frame.data[3:], {"server": server, "fd": frame.fd, **globals()})
+            except Exception as exc:
+                value = f"!{type(exc).__name__}: {exc}"
+            server.push(frame.fd, "=" + json.dumps(value, default=repr))
         else:
             record("message", fd=frame.fd, data=frame.data)
 else:
@@ -71,8 +77,7 @@ else:
 def on_close(server, fd, reactor_id):
     record("close", fd=fd)
 
-@server.on("Task")
-def on_task(server, task_id, src_worker_id, data):
+def run_task(server, task_id, src_worker_id, data):
     record("task_run", task_id=task_id, src_worker_id=src_worker_id, data=data, node=server.cluster.node,
            worker_id=server.worker_id)
     value = None
@@ -81,6 +86,14 @@ def on_task(server, task_id, src_worker_id, data):
     if isinstance(data, dict) and "eval" in data:
         value = eval(data["eval"], {"server": server, **globals()})
     return {"ran_on": server.cluster.node, "data": data, "value": value}
+
+if settings.get("task_enable_coroutine"):
+    @server.on("Task")
+    async def on_task(server, task):
+        await asyncio.sleep(0)
+        task.finish(run_task(server, task.id, task.worker_id, task.data))
+else:
+    server.on("Task", run_task)
 
 @server.on("Finish")
 def on_finish(server, task_id, result):
@@ -189,8 +202,9 @@ class NodeClient:
         self.inbox: list[str | bytes] = []
         self.fd = int(self.ask("fd"))
 
-    def ask(self, expression: str, timeout: float = 10.0) -> Any:
-        self.ws.send("ask " + expression)
+    def ask(self, expression: str, timeout: float = 10.0, awaited: bool = False) -> Any:
+        """The value of ``expression`` evaluated in the node's worker (``awaited``: of awaiting it there)."""
+        self.ws.send(("co " if awaited else "ask ") + expression)
         deadline = time.monotonic() + timeout
         while True:
             message = self.ws.recv(max(0.01, deadline - time.monotonic()))
