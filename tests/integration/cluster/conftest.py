@@ -77,6 +77,21 @@ else:
 def on_close(server, fd, reactor_id):
     record("close", fd=fd)
 
+LOAD = {"ok": 0, "fail": 0, "seq": 0, "codes": {}}
+
+def start_load(server, node, fd, every_ms=2, burst=5):
+    # Push numbered messages to (node, fd) from a timer of this worker; LOAD counts what the calls said.
+    def tick(timer_id):
+        for _ in range(burst):
+            LOAD["seq"] += 1
+            if server.cluster.push(node, fd, str(LOAD["seq"])):
+                LOAD["ok"] += 1
+            else:
+                LOAD["fail"] += 1
+                code = server.get_last_error()
+                LOAD["codes"][code] = LOAD["codes"].get(code, 0) + 1
+    return server.tick(every_ms, tick)
+
 def run_task(server, task_id, src_worker_id, data):
     record("task_run", task_id=task_id, src_worker_id=src_worker_id, data=data, node=server.cluster.node,
            worker_id=server.worker_id)
