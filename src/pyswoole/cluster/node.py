@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..constants import ErrorCode
 from ..errors import ServerError
 from ..log import logger
+from . import counters, wire
 
 if TYPE_CHECKING:
     from .counters import Counters
@@ -99,7 +100,6 @@ class Cluster:
     def prepare(self, setting: dict[str, Any]) -> None:
         """At ``start()``, before any fork: name the node, make the shared counters, hook into the runtime."""
         try:
-            from .counters import Counters
             from .link import Link
         except ImportError as exc:
             raise ServerError(
@@ -114,7 +114,7 @@ class Cluster:
         self._task_timeout = setting["cluster_task_timeout"]
         self._link = Link(setting["cluster"])
         rows = setting["worker_num"] + setting["task_worker_num"] + len(rt.processes) + 1
-        self._counts = Counters(rows)
+        self._counts = counters.Counters(rows)
         self._info = {
             "host": host,
             "port": primary.port,
@@ -192,8 +192,6 @@ class Cluster:
             return self._fail(code)
         if node == self.node:
             return bool(rt.server.send(fd, payload))
-        from . import wire
-
         return self._route(node, wire.encode_send(fd, payload))
 
     def push(self, node: str, fd: int, data: bytes | str, opcode: int | None = None, flags: int = FIN) -> bool:
@@ -215,8 +213,6 @@ class Cluster:
                 if push is not None
                 else self._fail(ErrorCode.WEBSOCKET_UNCONNECTED)
             )
-        from . import wire
-
         return self._route(node, wire.encode_push(fd, payload, opcode, flags))
 
     def _route(self, node: str, record: bytes) -> bool:
@@ -225,8 +221,6 @@ class Cluster:
         if outbox is not None:
             code = outbox.add(node, record)
             return self._fail(code) if code else True
-        from . import counters, wire
-
         counts = self._counts
         assert counts is not None
         heard = self._call(lambda: self._link.client().publish(wire.Keys.channel(node), bytes([wire.VERSION]) + record))  # type: ignore[union-attr]
@@ -251,8 +245,6 @@ class Cluster:
             return self._fail(code)
         if rt.factory.protocol_flags(fd) < 0:
             return self._fail(ErrorCode.SESSION_NOT_EXIST)
-        from . import wire
-
         link = self._link
         assert link is not None
         return self._call(lambda: link.script("JOIN")(args=[wire.PREFIX, self.node, fd, group])) is not False
@@ -265,8 +257,6 @@ class Cluster:
         code = self._ready() or self._check_group(group)
         if code:
             return self._fail(code)
-        from . import wire
-
         link = self._link
         assert link is not None
         removed = self._call(lambda: link.script("LEAVE")(args=[wire.PREFIX, self.node, fd, group]))
@@ -282,8 +272,6 @@ class Cluster:
         code = self._ready() or self._check_group(group)
         if code:
             return self._fail(code)
-        from . import wire
-
         link = self._link
         assert link is not None
         reply = self._call(lambda: link.script("MEMBERS")(args=[wire.PREFIX, group]))
@@ -308,8 +296,6 @@ class Cluster:
             return self._fail(code)
         if opcode is None:
             opcode = TEXT if isinstance(data, str) else BINARY
-        from . import counters, wire
-
         head = wire.encode_broadcast_head(_to_bytes(data), opcode, flags, _pairs(exclude))
         outbox = self._outbox
         if outbox is not None:
@@ -346,7 +332,14 @@ class Cluster:
             self._keep()
         if worker.worker_id == 0:
             factory = rt.factory
-            self._postman = Postman(link, self.node, counts, rt.server, lambda fd: factory.protocol_flags(fd) >= 0)
+            self._postman = Postman(
+                link,
+                self.node,
+                counts,
+                rt.server,
+                lambda fd: factory.protocol_flags(fd) >= 0,
+                lambda fd: factory.protocol_flags(fd) > 0,
+            )
             self._postman_task = worker.loop.create_task(self._postman.run())
             try:
                 await asyncio.wait_for(self._postman.subscribed.wait(), SUBSCRIBE_WAIT)
@@ -427,7 +420,6 @@ class Cluster:
             self._cleanup = asyncio.get_running_loop().create_task(self._flush_closed())
 
     async def _flush_closed(self) -> None:
-        from . import wire
         from .link import Error
 
         link = self._link
