@@ -51,7 +51,7 @@ NODE = textwrap.dedent(
     server = WebSocketServer("127.0.0.1", port, Mode.BASE)
     server.set(cluster=url, cluster_node=name, worker_num=1, log_level=4, max_connection=10000)
     STAMP = struct.Struct("!dQ")
-    PAD = bytes(%(pad)d)
+    PAD = bytes(PAD_SIZE)
 
     @server.on("Open")
     def on_open(server, request):
@@ -70,7 +70,7 @@ NODE = textwrap.dedent(
             for _ in range(min(due, 256)):
                 data = STAMP.pack(now(), sent + refused) + PAD
                 if op == "push":
-                    ok = push(node, fds[(sent + refused) %% len(fds)], data)
+                    ok = push(node, fds[(sent + refused) % len(fds)], data)
                 else:
                     ok = broadcast("g", data)
                 if ok:
@@ -88,8 +88,7 @@ NODE = textwrap.dedent(
 
     server.start()
     """
-    % {"pad": SIZE - STAMP.size}
-)
+).replace("PAD_SIZE", str(SIZE - STAMP.size))
 
 
 def free_port() -> int:
@@ -358,10 +357,11 @@ def main() -> None:
             rate = statistics.median(run["rate"] for run in runs)
             if "cpu" in best:
                 print(f"  {name}: CPU (cores) {best['cpu']}", file=sys.stderr)
+            p50 = statistics.median(run["p50_ms"] for run in runs)
+            p99 = statistics.median(run["p99_ms"] for run in runs)
             print(
-                f"| {name} | {rate:,.0f} (best {best['rate']:,.0f}) | {statistics.median(r['p50_ms'] for r in runs):.2f} "
-                f"| {statistics.median(r['p99_ms'] for r in runs):.2f} | {best['received']:,} / {best['sent']:,} "
-                f"({best['refused']:,}) |"
+                f"| {name} | {rate:,.0f} (best {best['rate']:,.0f}) | {p50:.2f} | {p99:.2f} "
+                f"| {best['received']:,} / {best['sent']:,} ({best['refused']:,}) |"
             )
     finally:
         for process in processes:
