@@ -37,11 +37,6 @@ from .options import HttpOptions
 from .parser import RequestHead
 from .sink import SessionSink
 
-# Swoole's error numbers that pyswoole.constants.ErrorCode does not list (yet).
-HTTP_CONTEXT_UNAVAILABLE = 7106
-FILE_NOT_EXIST = 700
-SERVER_IS_NOT_REGULAR_FILE = 9013
-
 DEFAULT_OPTIONS = HttpOptions()
 STATUS_200 = STATUS_LINES[200]
 # Headers whose lines the response writes itself whatever the application set.
@@ -206,12 +201,12 @@ class Response:
         return self._sink.fail(code)
 
     def _unavailable(self) -> bool:
-        return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the response is unavailable (ended or detached)")
+        return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "the response is unavailable (ended or detached)")
 
     def _headers_gone(self) -> bool:
         if not self._open:
             return self._unavailable()
-        return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
+        return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
 
     def _close(self) -> None:
         """The response is ended (its headers sent, or failed to send): it takes nothing more."""
@@ -477,15 +472,15 @@ class Response:
         if not self._open:
             return self._unavailable()
         if self._streaming:
-            return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "sendfile() after write()")
+            return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "sendfile() after write()")
         if offset < 0 or length < 0:
             return self._refuse(ErrorCode.INVALID_PARAMS, "sendfile() offset and length must not be negative")
         try:
             info = os.stat(filename)
         except OSError as error:
-            return self._refuse(FILE_NOT_EXIST, f"stat({filename}) failed: {error.strerror}")
+            return self._refuse(ErrorCode.FILE_NOT_EXIST, f"stat({filename}) failed: {error.strerror}")
         if not stat.S_ISREG(info.st_mode):
-            return self._refuse(SERVER_IS_NOT_REGULAR_FILE, f"{filename} is not a regular file")
+            return self._refuse(ErrorCode.SERVER_IS_NOT_REGULAR_FILE, f"{filename} is not a regular file")
         if offset > info.st_size or length > info.st_size - offset:
             return self._refuse(ErrorCode.INVALID_PARAMS, f"offset {offset} and length {length} exceed {filename}")
         if length == 0:
