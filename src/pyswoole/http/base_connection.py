@@ -4,8 +4,10 @@ Bytes are parsed here (``Conversation``), each whole request is answered here by
 connection is the response's sink: its bytes go straight to the transport), static files are served without a
 callback, and after an accepted upgrade the connection becomes a WebSocket session of this worker.
 
-Invariants: requests are answered one at a time, in order; reading stops while too much waits unanswered;
-a client that does not send a complete header section within ``http_header_timeout`` is closed.
+Invariants: requests are answered one at a time, in order; the next one waits while the output is over
+``socket_buffer_size`` (a client that does not read its answers), and reading stops while too much waits
+unanswered, so a connection's memory stays bounded whatever the client sends; a client that does not send a
+complete header section within ``http_header_timeout`` is closed.
 """
 
 from __future__ import annotations
@@ -78,13 +80,13 @@ class HttpWorkerConnection(WorkerConnection):
         self._advance()
 
     def _advance(self) -> None:
-        """Answer what is ready, in order, while nothing is being answered."""
+        """Answer what is ready, in order, while nothing is being answered and the client reads what it got."""
         if self.advancing:
             return
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed:
+            while not self.closed and not self.overflow:
                 item = conversation.next()
                 if item is None:
                     break
@@ -132,6 +134,10 @@ class HttpWorkerConnection(WorkerConnection):
     def send(self, data: bytes) -> bool:
         if self.closed:
             return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
+        if self.overflow:  # a response streamed to a client that does not read: it cannot be completed
+            logger.warning("session %d: output over socket_buffer_size; the response is cut, closed", self.session_id)
+            self.worker.close(self.session_id, True)
+            return self.worker.rt.fail(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
         self.write(data)
         counters = self.counters
         counts = counters.values
@@ -214,6 +220,12 @@ class HttpWorkerConnection(WorkerConnection):
             self.worker.close(self.session_id)
 
     # Limits ------------------------------------------------------------------------------------------------
+
+    def resume_writing(self) -> None:
+        """The client has read enough of its answers: serve its next pipelined request (see ``_advance``)."""
+        super().resume_writing()
+        if not self.closed and self.upgrade is None:
+            self._advance()
 
     def _watch_header(self) -> None:
         """``http_header_timeout``: armed while the client owes a complete header section, never re-armed by

@@ -5,8 +5,9 @@ slow client never holds a worker; the worker's response comes back as plain send
 lets the next pipelined request go. Static files, malformed requests and the header timeout are answered here
 without a worker.
 
-Invariants: at most one request of a connection is with a worker; a request whose worker died before
-answering closes its connection (the client may retry) rather than leaving it waiting forever.
+Invariants: at most one request of a connection is with a worker, and none while the output is over the high
+watermark (a client that does not read its answers; reading stops once enough waits); a request whose worker
+died before answering closes its connection (the client may retry) rather than leaving it waiting forever.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class HttpReactorConnection(ReactorConnection):
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed:
+            while not self.closed and not self.overflow:  # overflow: the client does not read its answers
                 item = conversation.next()
                 if item is None:
                     break
@@ -256,6 +257,12 @@ class HttpReactorConnection(ReactorConnection):
         self.owner.force_close(self, flush=True)
 
     # Limits ------------------------------------------------------------------------------------------------
+
+    def resume_writing(self) -> None:
+        """The client has read enough of its answers: serve its next pipelined request (see ``_advance``)."""
+        super().resume_writing()
+        if not self.closed and self.upgrade is None:
+            self._advance()
 
     def _watch_header(self) -> None:
         timeout = self.service.header_timeout
