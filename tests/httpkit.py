@@ -61,6 +61,16 @@ async def route_astream(request, response):
     response.end()
 
 
+async def route_flood(request, response):
+    chunk = b"f" * 65536
+    for i in range(int(arg(request, "n", "1000"))):
+        if not response.write(chunk):
+            record("flood_refused", after=i, error=server.get_last_error(), writable=response.is_writable())
+            return
+        await asyncio.sleep(0.001)
+    response.end()
+
+
 def route_raise(request, response):
     raise RuntimeError("the callback failed")
 

@@ -15,6 +15,7 @@ import time
 import httpx
 
 from httpkit import closed_by_server, connect, read_response, start_http_server, url
+from pyswoole.constants import ErrorCode
 from serverkit import wait_until
 
 
@@ -57,6 +58,18 @@ def test_a_client_that_pipelines_without_reading_is_read_no_further_and_memory_s
             status, _, body = read_response(sock, buffer)
             assert status == b"HTTP/1.1 200 OK" and len(body) == size
     assert len(server.wait_events("request", count + 1)) == count + 1
+
+
+def test_a_response_streamed_past_socket_buffer_size_to_a_client_that_does_not_read_is_cut(start_server, mode):
+    server = start_http_server(start_server, mode, task_worker_num=0, socket_buffer_size=1024 * 1024)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /flood?n=1000 HTTP/1.1\r\nHost: x\r\n\r\n")  # 64 MB that nobody reads
+        refused = server.wait_event("flood_refused")
+        assert (refused["error"], refused["writable"]) == (ErrorCode.OUTPUT_BUFFER_OVERFLOW, False)
+        assert refused["after"] < 500
+        answer = closed_by_server(sock)  # what was queued, then the close: never the last chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK") and not answer.endswith(b"0\r\n\r\n")
+    assert httpx.get(url(server, "/?name=others"), timeout=10).text == "hello others"
 
 
 MALFORMED = [
