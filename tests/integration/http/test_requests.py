@@ -75,13 +75,13 @@ def test_multipart_uploads_land_in_upload_tmp_dir_and_are_removed_after_the_call
         answer = client.post(
             url(server, "/echo"),
             data={"note": "two files"},
-            files={"a": ("a.txt", b"first file", "text/plain"), "b": ("b.bin", b"\x00" * 5000)},
+            files={"a": ("a.txt", b"first file", "text/plain"), "b": ("b.bin", b"\x00" * 1_500_000)},
         )
     echo = answer.json()
     assert echo["post"] == {"note": "two files"}
     assert {name: (info["name"], info["size"]) for name, info in echo["files"].items()} == {
         "a": ("a.txt", 10),
-        "b": ("b.bin", 5000),
+        "b": ("b.bin", 1_500_000),
     }
     wait_until(lambda: os.listdir(uploads) == [], message="temp files were kept")
 
@@ -152,6 +152,34 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(start_server, m
     result = curl("--expect100-timeout", "30", "-H", "Expect: 100-continue", "--data-binary", "y" * 3000,
                   "--write-out", "%{time_total}", "--output", "/dev/null", url(server, "/echo"))  # fmt: skip
     assert float(result.stdout) < 10
+
+
+def test_a_pipelined_expect_100_continue_gets_its_100_only_after_the_answer_before_it(start_server, mode):
+    server = start_http_server(start_server, mode)
+    with connect(server.port) as sock:
+        sock.sendall(
+            b"GET /hold?gate=first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        )
+        server.wait_event("request", path="/hold")
+        server.release("first")
+        buffer = bytearray()
+        assert read_response(sock, buffer)[2] == b"released"  # a 100 here would be read as this answer
+        assert read_response(sock, buffer)[0] == b"HTTP/1.1 100 Continue"
+        sock.sendall(b"body")
+        assert json.loads(read_response(sock, buffer)[2])["content"] == "body"
+        # A client that sends its body without waiting gets no 100 at all (a late one would precede an answer).
+        sock.sendall(
+            b"GET /hold?gate=second HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody"
+            b"GET /?name=last HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        server.wait_events("request", 2, path="/hold")
+        server.release("second")
+        bodies = [read_response(sock, buffer)[2] for _ in range(3)]
+        assert bodies[0] == b"released" and json.loads(bodies[1])["content"] == "body" and bodies[2] == b"hello last"
+        sock.sendall(b"GET /?name=after HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer)[:3:2] == (b"HTTP/1.1 200 OK", b"hello after")
 
 
 def test_expect_100_continue_with_a_length_over_package_max_length_gets_413_at_once(start_server, mode):
