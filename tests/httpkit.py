@@ -172,7 +172,8 @@ def route_sendfile_refusals(request, response):
 
 def route_ask(request, response):
     try:
-        value = eval(arg(request, "expr"), {"server": server, "request": request, "os": os, **globals()})
+        scope = {"server": server, "request": request, "response": response, "os": os}
+        value = eval(arg(request, "expr"), {**globals(), **scope})
     except Exception as exc:
         value = f"!{type(exc).__name__}: {exc}"
     response.header("Content-Type", "application/json")

@@ -215,7 +215,7 @@ def test_http_10_closes_after_the_response_unless_the_client_asks_for_keep_alive
     assert answer.endswith(b"\r\n\r\nchunk 0;chunk 1;end")
 
 
-def test_connection_close_from_the_client_closes_after_the_response(start_server, mode):
+def test_connection_close_from_the_client_or_the_application_closes_after_the_response(start_server, mode):
     server = start_http_server(start_server, mode)
     with connect(server.port) as sock:
         sock.sendall(b"GET /?name=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n")
@@ -224,6 +224,10 @@ def test_connection_close_from_the_client_closes_after_the_response(start_server
     assert answer.endswith(b"hello last")  # the request after it is never answered
     assert len(server.wait_events("request", 1)) == 1
     server.wait_event("close")
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /ask?expr=response.header('Connection','close') HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = closed_by_server(sock)
+    assert b"\r\nConnection: close\r\n" in answer and answer.endswith(b"\r\n\r\ntrue")
 
 
 def test_a_trickled_request_reaches_the_worker_whole_while_other_clients_are_served(start_server, mode):
