@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/pyswoole/*/*.c) | $(BIN)/python
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/python examples/echo_server.py
+	$(BIN)/python examples/chat/server.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -1,19 +1,20 @@
 """The pyswoole chat demo (``make run``): a WebSocket chat on http://127.0.0.1:9501/.
 
 The page (``public/index.html``) is served by the static handler, straight from the reactor threads; each
-message a browser sends reaches a worker's Message callback, which pushes it to every connected client. In
-PROCESS mode the master holds every connection, so ``server.connections`` lists them all and any worker (or
-task worker) can push to any of them; reload the workers (``kill -USR1 <master pid>``) and nobody is
-disconnected. Ctrl-C stops it.
+message a browser sends reaches a worker's Message callback, which pushes it to every chat member. Who is in the
+chat lives in a shared-memory ``Table`` that every worker sees. In PROCESS mode the master holds every
+connection, so any worker (or task worker) can push to any of them; reload the workers (``kill -USR1 <master
+pid>``) and nobody is disconnected. Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
-from pyswoole import Frame, Mode, Request, WebSocketServer
+from pyswoole import Frame, Mode, Request, Table, WebSocketServer
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 
@@ -28,11 +29,16 @@ server.set(
 )
 
 
+# The chat's members, by session id, seen by every worker (made before start: shared memory is made before fork).
+members = Table(4096)
+members.column("joined", Table.TYPE_INT)
+members.create()
+
+
 def broadcast(server: WebSocketServer, event: dict[str, object]) -> None:
     text = json.dumps(event)
-    for fd in server.connections:
-        if server.is_established(fd):
-            server.push(fd, text)
+    for fd, _ in members:
+        server.push(int(fd), text)
 
 
 @server.on("Start")
@@ -42,7 +48,8 @@ def on_start(server: WebSocketServer) -> None:
 
 @server.on("Open")
 def on_open(server: WebSocketServer, request: Request) -> None:
-    server.push(request.fd, json.dumps({"type": "welcome", "id": request.fd, "online": len(server.connections)}))
+    members.set(str(request.fd), {"joined": int(time.time())})
+    server.push(request.fd, json.dumps({"type": "welcome", "id": request.fd, "online": members.count()}))
     broadcast(server, {"type": "joined", "id": request.fd})
 
 
@@ -59,7 +66,8 @@ def on_message(server: WebSocketServer, frame: Frame) -> None:
 
 @server.on("Close")
 def on_close(server: WebSocketServer, fd: int, reactor_id: int) -> None:
-    broadcast(server, {"type": "left", "id": fd})
+    if members.delete(str(fd)):  # plain HTTP connections (the page itself) close too: they were never members
+        broadcast(server, {"type": "left", "id": fd})
 
 
 if __name__ == "__main__":

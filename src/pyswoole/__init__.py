@@ -9,6 +9,7 @@ from .http.response import Response
 from .port import Port
 from .runtime.process import Process
 from .server import HttpServer, Server, WebSocketServer
+from .state import Atomic, AtomicLong, Lock, Table
 from .websocket.frames import CloseFrame, Frame, Opcode
 
 __version__ = _version("pyswoole")
@@ -58,4 +59,8 @@ __all__ = [
     "WEBSOCKET_OPCODE_CLOSE",
     "WEBSOCKET_OPCODE_PING",
     "WEBSOCKET_OPCODE_PONG",
+    "Table",
+    "Atomic",
+    "AtomicLong",
+    "Lock",
 ]

@@ -2,7 +2,8 @@
 
 pyswoole reload [--task-workers] PIDFILE   graceful reload (SIGUSR1, or SIGUSR2 for task workers only)
 pyswoole stop [--timeout S] PIDFILE        graceful shutdown (SIGTERM); waits until the server is gone
-pyswoole status [--json] PIDFILE           stats() of the running server, from its stats file
+pyswoole status [--json] PIDFILE           stats() of the running server (--json: its whole snapshot)
+pyswoole top PIDFILE                       a live view of the server's processes, refreshed every second
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from . import __version__
+from .ops import top as top_view
 
 STALE_AFTER = 5.0  # seconds: a stats file older than this means the server stopped publishing
 
@@ -85,11 +87,18 @@ def status(pid_file: str, stats_file: str | None, as_json: bool) -> int:
         print(f"pyswoole: {path} is {age:.0f}s old; the server may be stuck", file=sys.stderr)
     if as_json:
         print(json.dumps(stats, indent=2))
-    else:
-        width = max(map(len, stats))
-        for key, value in stats.items():
-            print(f"{key:<{width}}  {value}")
+        return 0
+    if isinstance(stats.get("server"), dict):  # the snapshot: its stats() part and the pids
+        stats = {**stats["server"], "master_pid": stats.get("master_pid"), "manager_pid": stats.get("manager_pid")}
+    width = max(map(len, stats))
+    for key, value in stats.items():
+        print(f"{key:<{width}}  {value}")
     return 0
+
+
+def top(pid_file: str, stats_file: str | None) -> int:
+    read_pid(pid_file)
+    return top_view.run(pid_file, stats_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,14 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     stop_parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     status_parser = commands.add_parser("status", help="print the server's stats()")
     status_parser.add_argument("--json", action="store_true", help="as JSON")
-    status_parser.add_argument("--stats-file", help="the server's stats_file, if it set one")
-    for sub in (reload_parser, stop_parser, status_parser):
+    top_parser = commands.add_parser("top", help="watch the server's processes live (q quits)")
+    for sub in (status_parser, top_parser):
+        sub.add_argument("--stats-file", help="the server's stats_file, if it set one (a JSON one)")
+    for sub in (reload_parser, stop_parser, status_parser, top_parser):
         sub.add_argument("pid_file", help="the server's pid_file")
     args = parser.parse_args(argv)
     if args.command == "reload":
         return reload(args.pid_file, args.task_workers)
     if args.command == "stop":
         return stop(args.pid_file, args.timeout)
+    if args.command == "top":
+        return top(args.pid_file, args.stats_file)
     return status(args.pid_file, args.stats_file, args.json)
 
 

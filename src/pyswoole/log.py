@@ -1,7 +1,8 @@
 """Logging in Swoole's line format, through the standard ``logging`` module (logger ``pyswoole``).
 
 Every line says which process wrote it: ``[<date> <symbol><pid>.<worker_id>]\\t<LEVEL>\\t<text>``, where the
-symbol is the process role (``#`` master, ``$`` manager, ``*`` worker, ``^`` task worker, ``@`` user process).
+symbol is the process role (``#`` master, ``$`` manager, ``*`` worker, ``^`` task worker, ``@`` user process);
+with ``log_format="json"`` one JSON object per line (:class:`pyswoole.ops.jsonlog.JsonFormatter`) says the same.
 Each process sets its role once after fork with :func:`set_role`; the formatter reads it per record.
 """
 
@@ -13,6 +14,7 @@ import sys
 import time
 
 from .constants import ROLE_SYMBOL
+from .ops.jsonlog import JsonFormatter
 
 logger = logging.getLogger("pyswoole")
 
@@ -41,6 +43,11 @@ def set_role(role: str, worker_id: int = -1) -> None:
     """Record which role this process plays, for the prefix of every later log line."""
     global _role, _worker_id
     _role, _worker_id = role, worker_id
+
+
+def role() -> tuple[str, int]:
+    """This process's role (master, manager, worker, task_worker, user) and worker id (-1 outside workers)."""
+    return _role, _worker_id
 
 
 class SwooleFormatter(logging.Formatter):
@@ -92,9 +99,14 @@ _handler: logging.Handler | None = None
 
 
 def configure(
-    log_file: str | None, log_level: int, date_format: str = "%Y-%m-%d %H:%M:%S", microseconds: bool = False
+    log_file: str | None,
+    log_level: int,
+    date_format: str = "%Y-%m-%d %H:%M:%S",
+    microseconds: bool = False,
+    log_format: str = "swoole",
 ) -> None:
-    """Send the ``pyswoole`` logger to ``log_file`` (or stderr) in Swoole's format.
+    """Send the ``pyswoole`` logger to ``log_file`` (or stderr), in Swoole's format or, with ``log_format="json"``,
+    as JSON lines.
 
     A handler the user attached to the ``pyswoole`` logger themselves wins: then only the level is set.
     """
@@ -106,7 +118,7 @@ def configure(
         logger.removeHandler(_handler)
         _handler.close()
     _handler = _ReopenableFileHandler(log_file, delay=False) if log_file else logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(SwooleFormatter(date_format, microseconds))
+    _handler.setFormatter(JsonFormatter(role) if log_format == "json" else SwooleFormatter(date_format, microseconds))
     logger.addHandler(_handler)
     logger.propagate = False
 

@@ -2,6 +2,10 @@
 
 At start the port's protocol settings are fixed (``resolve_protocol``): its framing, its heartbeat and idle
 times, the socket options each accepted connection gets, and for an SSL port its TLS context.
+
+Socket activation: when systemd passed sockets (``LISTEN_FDS``), each new Port takes the next one, in order,
+instead of binding (the constructor's port first, then ``add_listener``'s); its family and type must be the
+Port's. Such a socket is systemd's: it is never swapped for an SO_REUSEPORT one, nor its path unlinked.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from . import settings as settings_module
 from .constants import INET6_TYPES, SSL_FLAG, STREAM_TYPES, UNIX_TYPES, SockType
 from .errors import ServerError
 from .log import logger
+from .ops import systemd
 from .protocol.framing import Framer, framer_for
 from .protocol.tls import server_context
 
@@ -27,6 +32,16 @@ if TYPE_CHECKING:
     from .runtime.port_protocol import PortProtocol
 
 PORT_EVENTS = ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty")
+
+_passed_sockets: list[socket.socket] | None = None  # socket activation: what systemd passed, not yet taken
+
+
+def _next_passed_socket() -> socket.socket | None:
+    """The next socket systemd passed to this process, or None (none passed, or all taken)."""
+    global _passed_sockets
+    if _passed_sockets is None:
+        _passed_sockets = systemd.listen_fds()
+    return _passed_sockets.pop(0) if _passed_sockets else None
 
 
 def event_key(name: str) -> str:
@@ -76,12 +91,35 @@ class Port:
         self._accepted_options: list[tuple[int, int, int]] = []  # setsockopt() for each accepted socket
         self._configured = False  # Port.set() was called: the port inherits nothing from the server
         self.callbacks: dict[str, Callable[..., Any]] = {}
-        self.sock = self._bind(host, port)
+        passed = _next_passed_socket()
+        self.activated = passed is not None  # listening on a socket systemd passed
+        self.sock = self._adopt(passed) if passed is not None else self._bind(host, port)
         self.fileno = self.sock.fileno()
         self.port = 0 if base_type in UNIX_TYPES else self.sock.getsockname()[1]
         self._reuse_port = False
         # What the port speaks beyond raw packages (HTTP, WebSocket): set by the facade at start.
         self.app_protocol: PortProtocol | None = None
+
+    def _adopt(self, sock: socket.socket) -> socket.socket:
+        """A socket systemd passed, for this port: it must be of the port's family and type."""
+        family = _socket_family(self.base_type)
+        kind = socket.SOCK_STREAM if self.is_stream else socket.SOCK_DGRAM
+        if sock.family != family or sock.type != kind:
+            passed = f"{sock.family.name}/{sock.type.name} {sock.getsockname()!r}"
+            sock.close()
+            expected = f"{socket.AddressFamily(family).name}/{kind.name}"
+            raise ServerError(
+                f"socket activation: the socket passed for {self.base_type.name} port {self.host} is {passed}, not "
+                f"{expected} (see the order and addresses of the Listen lines of the .socket unit)",
+                errno.EINVAL,
+            )
+        name = sock.getsockname()
+        if isinstance(name, tuple):
+            self.host = name[0]
+        elif isinstance(name, str) and name:
+            self.host = name
+        sock.setblocking(False)
+        return sock
 
     def _bind(self, host: str, port: int) -> socket.socket:
         family = _socket_family(self.base_type)
@@ -214,7 +252,7 @@ class Port:
         """
         if not self.is_stream:
             return
-        self._reuse_port = reuse_port and self.sock.family != socket.AF_UNIX
+        self._reuse_port = reuse_port and self.sock.family != socket.AF_UNIX and not self.activated
         if self._reuse_port:
             self.sock.close()
             self.sock = self._reuse_port_socket()
@@ -265,7 +303,7 @@ class Port:
 
     def close(self) -> None:
         self.sock.close()
-        if self.base_type in UNIX_TYPES:
+        if self.base_type in UNIX_TYPES and not self.activated:
             try:
                 os.unlink(self.host)
             except OSError:

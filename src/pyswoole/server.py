@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from . import log
+from . import log, state
 from . import settings as settings_module
 from .constants import DGRAM_TYPES, ErrorCode, EventType, Mode, SockType
 from .errors import ServerError
-from .http.service import HttpService
+from .hosting.asgi import AsgiApp
+from .hosting.mount import interface_of
+from .hosting.wsgi import WsgiApp
+from .http.service import HttpApp, HttpService
 from .ipc import codec
 from .ipc.shm import Global, Slot
 from .log import logger
@@ -101,6 +104,7 @@ class Server:
         self.setting: dict[str, Any] = {}
         """The settings: as given to :meth:`set`, then, once :meth:`start` began, complete with defaults."""
         self._shutdown_done = False
+        self._app: HttpApp | None = None  # a mounted application (HttpServer.mount)
         primary = Port(self._rt, host, port, sock_type)
         self._rt.ports.append(primary)
         self.host: str = primary.host
@@ -178,12 +182,14 @@ class Server:
             raise ServerError("the server has been shut down, unable to execute start()")
         if self._rt.started:
             raise ServerError("the server is running, unable to execute start()")
+        state.seal()
         setting = settings_module.resolve(self._settings, self.mode)
         log.configure(
             setting.get("log_file"),
             setting["log_level"],
             setting["log_date_format"],
             setting["log_date_with_microseconds"],
+            setting["log_format"],
         )
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
             port.resolve_protocol(self._settings, port is self.ports[0], self._SPEAKS if port.is_stream else {})
@@ -191,17 +197,20 @@ class Server:
         for port in self.ports:
             if port.speaks_http:
                 websocket = WebSocketService(self._rt, port) if port.speaks_websocket else None
-                port.app_protocol = HttpService(self._rt, port, websocket)
+                port.app_protocol = HttpService(self._rt, port, websocket, self._app)
         setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
         self.setting = self._rt.setting = setting
+        admin = boot.admin_server(setting)  # before anything forks: ValueError, or ServerError when in use
         if setting["daemonize"]:
             daemonize(setting.get("log_file"))
         for port in self.ports:
             port.listen(setting["enable_reuse_port"] and self.mode == Mode.BASE)
         boot.prepare(self._rt)
         try:
-            boot.run(self._rt)
+            boot.run(self._rt, admin)
             self._rt.call_event("shutdown", self)
+            if self._rt.shared.globals[Global.STARTUP_FAILED]:
+                raise ServerError("the application failed to start in a worker (see the log); the server stopped")
         finally:
             _unlink(stats.stats_file_for(setting))
             self._rt.started = False
@@ -216,6 +225,11 @@ class Server:
         """Refuse, before anything is forked, a start that cannot work."""
         if setting["task_worker_num"] > 0 and "task" not in self._rt.callbacks:
             raise ServerError("require 'onTask' callback", ErrorCode.INVALID_CALLBACK)
+        if isinstance(self._app, AsgiApp) and self.mode == Mode.PROCESS and setting["dispatch_mode"] not in (2, 4, 5):
+            raise ValueError(
+                f"dispatch_mode: {setting['dispatch_mode']} lets a session's events reach several workers; "
+                "a mounted ASGI application needs 2, 4 or 5"
+            )
         primary = self.ports[0]
         for port in self.ports:
             if port.base_type in DGRAM_TYPES:
@@ -225,7 +239,7 @@ class Server:
                 if "message" not in self._rt.callbacks:
                     raise ServerError(f"require onMessage callback for {port!r}", ErrorCode.INVALID_CALLBACK)
             elif port.speaks_http:
-                if "request" not in self._rt.callbacks:
+                if "request" not in self._rt.callbacks and self._app is None:
                     raise ServerError(f"require onRequest callback for {port!r}", ErrorCode.INVALID_CALLBACK)
             elif port.get_callback("receive") is None and primary.get_callback("receive") is None:
                 raise ServerError(f"require onReceive callback for {port!r}", ErrorCode.INVALID_CALLBACK)
@@ -648,6 +662,30 @@ class HttpServer(Server):
 
     _EVENTS = _event_keys(SERVER_EVENTS + HTTP_EVENTS)
     _SPEAKS = {"open_http_protocol": True}
+
+    def mount(self, app: Any, interface: str = "auto", *, lifespan: str = "auto", root_path: str = "") -> None:
+        """Serve a Python web application: every HTTP request (and on a :class:`WebSocketServer` every WebSocket
+        connection) goes to ``app``, an ASGI 3 or a WSGI callable (``interface``: ``"auto"``, ``"asgi"``,
+        ``"wsgi"``). ASGI: ``lifespan`` (``"auto"``, ``"on"``, ``"off"``) runs once per event worker; in PROCESS
+        mode a session must stay on one worker (``dispatch_mode`` 2, 4 or 5). ``root_path``: the prefix the
+        application is mounted under (ASGI's ``root_path``, WSGI's ``SCRIPT_NAME``). Before ``start()`` only."""
+        rt = self._rt
+        rt.check_not_started("mount")
+        kind = interface_of(app, interface)
+        if kind == "wsgi":
+            if isinstance(self, WebSocketServer):
+                raise ValueError("a WSGI application cannot serve WebSocket connections: use an HttpServer")
+            self._app = WsgiApp(rt, app, root_path)
+            return
+        adapter = AsgiApp(rt, app, lifespan, root_path)
+        self._app = adapter
+        rt.worker_hooks.append(adapter)
+        if isinstance(self, WebSocketServer):
+            # The application decides each upgrade, and learns the code of a client's close frame.
+            self.on("HandShake", adapter.websocket_handshake)
+            self.on("Message", adapter.websocket_message)
+            self.on("Close", adapter.closed)
+            self.set(open_websocket_close_frame=True)
 
 
 class WebSocketServer(HttpServer):

@@ -15,7 +15,7 @@ removed once the callback is over.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..constants import EventType
 from ..ipc import codec
@@ -37,13 +37,36 @@ if TYPE_CHECKING:
     from ..runtime.worker import EventWorker
     from ..websocket.service import UpgradeSink, WebSocketService
     from .reactor_connection import HttpReactorConnection
+    from .response import ResponseSink
+
+
+class HttpApp(Protocol):
+    """A hosted application (``HttpServer.mount``) that answers every HTTP request of a port in place of the
+    Request callback: it gets the parsed head, the whole body and the connection's sink."""
+
+    def http(
+        self,
+        worker: EventWorker,
+        head: RequestHead,
+        body: bytes,
+        session_id: int,
+        remote_addr: str,
+        remote_port: int,
+        server_port: int,
+        scheme: str,
+        sink: ResponseSink,
+    ) -> None: ...
 
 
 class HttpService:
-    def __init__(self, rt: Runtime, port: Port, websocket: WebSocketService | None = None) -> None:
+    def __init__(
+        self, rt: Runtime, port: Port, websocket: WebSocketService | None = None, app: HttpApp | None = None
+    ) -> None:
         self.rt = rt
         self.port = port
         self.websocket = websocket
+        self.app = app
+        self.scheme = "https" if port.ssl else "http"
         protocol = port.protocol
         self.options = HttpOptions.from_settings(protocol)
         self.max_header_size: int = protocol["http_header_max_size"]
@@ -130,8 +153,11 @@ class HttpService:
     ) -> None:
         """Run the Request callback for one whole request (or the upgrade, for a WebSocket handshake); end its
         response if the callback does not."""
-        request = Request(head, body, session_id, remote_addr, remote_port, self.port.port, master_time, self.options)
         websocket = self.websocket
+        if self.app is not None and (websocket is None or head.upgrade != b"websocket"):
+            self.app.http(worker, head, body, session_id, remote_addr, remote_port, self.port.port, self.scheme, sink)
+            return
+        request = Request(head, body, session_id, remote_addr, remote_port, self.port.port, master_time, self.options)
         if websocket is not None and head.upgrade == b"websocket":
             websocket.upgrade(worker, head, request, lambda s: Response(s, head, self.options), sink,
                               lambda flags: self.rt.factory.set_protocol_flags(session_id, flags))  # fmt: skip
@@ -141,7 +167,7 @@ class HttpService:
             sink.send(error_response(400))
             sink.finish(False)
             return
-        response = Response(sink, head, self.options)  # type: ignore[arg-type]
+        response = Response(sink, head, self.options)
 
         def done(error: Exception | None, result: Any) -> None:
             request.cleanup()

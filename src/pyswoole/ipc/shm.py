@@ -29,7 +29,16 @@ class Global:
     START_TIME_US = 3
     ONSTART_CALLED = 4
     TASKS_FROM_OTHERS = 5  # tasks sent by the master, the manager or user processes
-    SIZE = 8
+    # Written by the manager only: reloads begun, and workers it replaced, by cause (see stats.RESTART_CAUSES).
+    RELOADS = 6
+    RESTARTS_CRASH = 7  # died of a signal or a non-zero exit status it was not asked for
+    RESTARTS_MAX_REQUEST = 8
+    RESTARTS_MAX_WORKER_RSS = 9
+    RESTARTS_WORKER_TIMEOUT = 10
+    RESTARTS_RELOAD = 11
+    RESTARTS_EXIT = 12  # left on its own for another reason: server.stop(), a user process that returned
+    STARTUP_FAILED = 13  # a worker could not start its hosted application: the server stops, start() raises
+    SIZE = 14
 
 
 class Slot:
@@ -61,7 +70,22 @@ class Slot:
     TASK_STARTED = 18  # task worker: tasks it took from its queue
     HEARTBEAT_MS = 19  # event worker: time.monotonic() in ms when its loop last beat (worker_timeout)
     FAILED_BASE = 20
-    SIZE = 21
+    RSS_BYTES = 21  # worker, task worker: resident memory, published by the process itself about once a second
+    EXIT_CAUSE = 22  # an ExitCause the process wrote before leaving on its own; the manager reads and clears it
+    PIPE_DROPPED = 23  # messages refused or dropped because the pipe's reader was behind
+    # Event worker: HTTP responses it sent, by status class (HTTP_1XX + status // 100 - 1).
+    HTTP_1XX = 24
+    HTTP_2XX = 25
+    HTTP_3XX = 26
+    HTTP_4XX = 27
+    HTTP_5XX = 28
+    SIZE = 29
+
+
+class ExitCause:
+    """Values of ``Slot.EXIT_CAUSE``: why a process left on its own (0: it did not say)."""
+
+    MAX_WORKER_RSS = 1
 
 
 class Conn:
@@ -99,7 +123,18 @@ class Conn:
     SIZE = 23
 
 
-HOT_FIELDS = (Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES)
+HOT_FIELDS = (
+    Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES,
+    Slot.HTTP_1XX, Slot.HTTP_2XX, Slot.HTTP_3XX, Slot.HTTP_4XX, Slot.HTTP_5XX,
+)  # fmt: skip
+
+
+def count_http_status(counters: SlotCounters, status: int) -> None:
+    """One more HTTP response of ``status`` in a slot's counters (a worker's, or a reactor thread's)."""
+    if 100 <= status < 600:
+        counters.values[Slot.HTTP_1XX + status // 100 - 1] += 1
+        if not counters.pending:
+            counters.moved()
 
 
 class SlotCounters:

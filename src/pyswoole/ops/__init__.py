@@ -12,5 +12,6 @@ file and to the admin server): ``{"time", "server": stats(), "master_pid", "mana
 - :mod:`.access_log`: the HTTP access log, written by a background thread.
 - :mod:`.top`: ``pyswoole top``'s live terminal view.
 
-None of them knows the server's processes: the server builds the snapshot and calls in.
+None of them knows the server's processes: the server builds the snapshot (:func:`pyswoole.runtime.stats.snapshot`)
+and calls in.
 """

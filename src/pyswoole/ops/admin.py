@@ -7,7 +7,9 @@ one call reads or writes at most once per connection, a request is at most :data
 ``max_connections`` are open (further clients wait in the kernel's backlog), and a connection still open
 ``timeout`` seconds after it was accepted is closed. Every answer ends with ``Connection: close``.
 
-With a token, every request needs ``Authorization: Bearer <token>`` (compared in constant time), else 401.
+With a token, every request but the page's (``GET /``) needs ``Authorization: Bearer <token>`` (compared in
+constant time), else 401, unknown paths included. The page holds no data: it takes the token from its URL's
+fragment (``/#token=...``, which browsers never send) or asks for it, and sends it with its own requests.
 """
 
 from __future__ import annotations
@@ -233,16 +235,16 @@ class AdminServer:
             self._answer(fd, connection, self._respond(connection))
 
     def _respond(self, connection: _Connection) -> bytes:
-        expected = self._expected_authorization
-        if expected is not None and not hmac.compare_digest(connection.authorization or b"", expected):
-            return self._error(HTTPStatus.UNAUTHORIZED, ("WWW-Authenticate", 'Bearer realm="pyswoole"'))
-        method = connection.parser.get_method()
-        if method not in (b"GET", b"HEAD"):
-            return self._error(HTTPStatus.METHOD_NOT_ALLOWED, ("Allow", "GET, HEAD"))
         try:
             path = httptools.parse_url(connection.url).path
         except httptools.HttpParserInvalidURLError:
             return self._error(HTTPStatus.BAD_REQUEST)
+        expected = self._expected_authorization
+        if path != b"/" and expected is not None and not hmac.compare_digest(connection.authorization or b"", expected):
+            return self._error(HTTPStatus.UNAUTHORIZED, ("WWW-Authenticate", 'Bearer realm="pyswoole"'))
+        method = connection.parser.get_method()
+        if method not in (b"GET", b"HEAD"):
+            return self._error(HTTPStatus.METHOD_NOT_ALLOWED, ("Allow", "GET, HEAD"))
         head = method == b"HEAD"
         if path == b"/":
             return _response(HTTPStatus.OK, "text/html; charset=utf-8", self._page, head,

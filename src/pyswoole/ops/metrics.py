@@ -27,7 +27,7 @@ name                               type     from the snapshot
 ``workers``                        gauge    ``server.worker_num``/``task_worker_num``/``user_worker_num``, label
                                             ``type``
 ``idle_workers``                   gauge    ``server.idle_worker_num``/``task_idle_worker_num``, label ``type``
-``worker_requests_total``          counter  per worker (labels ``worker``, ``type``): ``requests``
+``worker_requests_total``          counter  per worker id (labels ``worker``, ``type``): ``requests``
 ``worker_dispatches_total``        counter  per worker: ``dispatch``
 ``worker_rss_bytes``               gauge    per worker: ``rss_bytes``
 ``worker_connections``             gauge    per worker: ``connections``
@@ -75,8 +75,18 @@ _WORKER_COUNTS = (("worker", "worker_num"), ("task_worker", "task_worker_num"), 
 _IDLE_COUNTS = (("worker", "idle_worker_num"), ("task_worker", "task_idle_worker_num"))
 # (name, type, help, key in each snapshot["workers"] item)
 _WORKER_SERIES = (
-    ("worker_requests_total", "counter", "Requests handled by this worker process.", "requests"),
-    ("worker_dispatches_total", "counter", "Packages dispatched to this worker process.", "dispatch"),
+    (
+        "worker_requests_total",
+        "counter",
+        "Requests (tasks) handled under this worker id, across its restarts.",
+        "requests",
+    ),
+    (
+        "worker_dispatches_total",
+        "counter",
+        "Packages (tasks) dispatched to this worker id, across its restarts.",
+        "dispatch",
+    ),
     ("worker_rss_bytes", "gauge", "Resident memory of this worker process.", "rss_bytes"),
     ("worker_connections", "gauge", "Connections this worker process holds.", "connections"),
     ("worker_start_time_seconds", "gauge", "When this worker process started, in seconds since the epoch.", "started"),

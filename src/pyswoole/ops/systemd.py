@@ -4,6 +4,7 @@
   ``sd_notify`` does. Without that variable it does nothing: the same server runs under systemd and outside it.
 - :class:`Watchdog` says when ``WATCHDOG=1`` is due: every half ``WATCHDOG_USEC``, if the watchdog is meant for
   this process (``WATCHDOG_PID`` unset or ours).
+- :class:`Notifier` is the server's life cycle as systemd hears it, each message sent once per change of state.
 - :func:`listen_fds` takes the sockets systemd passed (``LISTEN_FDS`` of them from fd 3, for ``LISTEN_PID``),
   as ``sd_listen_fds`` does; invariant: they come back in the order systemd passed them, close-on-exec, as
   sockets of their real family and type.
@@ -15,6 +16,7 @@ the manager, not the main process, sends most notifications).
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import socket
 import time
@@ -70,6 +72,40 @@ class Watchdog:
             return False
         self._next = now + self.interval
         return notify("WATCHDOG=1")
+
+
+class Notifier:
+    """What the process that watches the workers tells systemd (``Type=notify``): ``READY=1`` once they have all
+    started, ``RELOADING=1`` when a reload begins (then ``READY=1`` again once it is over), ``STOPPING=1`` once,
+    and ``WATCHDOG=1`` when due. Each state is said once; without ``NOTIFY_SOCKET`` nothing is sent."""
+
+    def __init__(self) -> None:
+        self.watchdog = Watchdog.from_environment()
+        self.ready = False  # READY=1 was said, and no RELOADING=1 since
+        self.stopping = False
+
+    def notify_ready(self) -> None:
+        if not self.ready and not self.stopping:
+            self.ready = True
+            notify("READY=1")
+
+    def notify_reloading(self) -> None:
+        self.ready = False
+        # MONOTONIC_USEC: systemd (Type=notify-reload) matches the reload it asked for with this one.
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+
+    def notify_stopping(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            notify("STOPPING=1")
+
+    def ping(self) -> None:
+        """``WATCHDOG=1`` if it is due; call at least every :meth:`due_in` seconds while the loop is healthy."""
+        if self.watchdog is not None:
+            self.watchdog.ping_if_due()
+
+    def due_in(self) -> float:
+        return self.watchdog.due_in() if self.watchdog is not None else math.inf
 
 
 def listen_fds(unset_environment: bool = True) -> list[socket.socket]:

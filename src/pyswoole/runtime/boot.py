@@ -5,6 +5,9 @@ BASE mode: one process that is master and worker 0 (``worker_num=1``, no task wo
 the manager first (no thread may exist at a fork), then runs the master and its reactor threads. Both return
 only in the process that called ``start()``, once the server has stopped; every forked child ends in
 ``os._exit``.
+
+The admin server is bound before the first fork and served by the manager (or, in a one-process server, by
+its :class:`~.manager.OpsThread`); every other process closes its copy of the socket.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import os
 import sys
 from functools import partial
+from typing import Any
 
 from .. import log
 from ..constants import Mode, WorkerStatus
 from ..ipc.pipes import WorkerPipes
 from ..ipc.shm import Global, SharedState
 from ..log import logger
+from ..ops.admin import AdminServer, check_admin_address
+from . import stats
 from .context import Runtime
 from .dispatch import HASH_MODES
-from .manager import Manager
+from .manager import Manager, OpsThread
 from .master import Master
 from .task_worker import TaskWorker
 from .worker import EventWorker
@@ -40,6 +46,17 @@ def prepare(rt: Runtime) -> None:
     rt.configure(setting, shared, pipes)
 
 
+def admin_server(setting: dict[str, Any]) -> AdminServer | None:
+    """The ``admin_server``, checked (ValueError naming the setting) and bound (ServerError when the address is in
+    use); None without that setting. Call before anything forks."""
+    address = setting.get("admin_server")
+    if not address:
+        return None
+    token = setting.get("admin_server_token")
+    host, port = check_admin_address(address, token)
+    return AdminServer(host, port, token, stats.latest_snapshot)
+
+
 def single_process(rt: Runtime) -> bool:
     setting = rt.setting
     return (
@@ -51,14 +68,16 @@ def single_process(rt: Runtime) -> bool:
     )
 
 
-def run(rt: Runtime) -> None:
-    """Serve until the server stops; the pid_file exists meanwhile."""
+def run(rt: Runtime, admin: AdminServer | None = None) -> None:
+    """Serve until the server stops; the pid_file exists meanwhile. ``admin``: the bound admin server."""
     pid_file = rt.setting.get("pid_file")
     wrote_pid_file = False
     try:
         if rt.mode == Mode.PROCESS:
             _drop_unsafe_events(rt)
-            manager_pid = _fork_manager(rt)
+            manager_pid = _fork_manager(rt, admin)
+            if admin is not None:
+                admin.close()  # the manager serves it
             rt.manager_pid = manager_pid
             rt.shared.globals[Global.MANAGER_PID] = manager_pid
             wrote_pid_file = _write_pid_file(pid_file)
@@ -67,11 +86,20 @@ def run(rt: Runtime) -> None:
             wrote_pid_file = _write_pid_file(pid_file)
             rt.shared.globals[Global.MASTER_PID] = os.getpid()
             rt.set_title("master")
-            run_child(rt, 0)
+            ops = OpsThread(rt, admin) if admin is not None or os.environ.get("NOTIFY_SOCKET") else None
+            if ops is not None:
+                ops.start()
+            try:
+                run_child(rt, 0)
+            finally:
+                if ops is not None:
+                    ops.stop()
         else:
             wrote_pid_file = _write_pid_file(pid_file)
-            Manager(rt, partial(run_child, rt)).run()
+            Manager(rt, partial(run_child, rt), admin).run()
     finally:
+        if admin is not None:
+            admin.close()
         if wrote_pid_file:
             _unlink(pid_file)
 
@@ -103,7 +131,7 @@ def _run_user_process(rt: Runtime, worker_id: int) -> None:
     process.run(worker_id)
 
 
-def _fork_manager(rt: Runtime) -> int:
+def _fork_manager(rt: Runtime, admin: AdminServer | None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     manager_pid = os.fork()
@@ -111,7 +139,7 @@ def _fork_manager(rt: Runtime) -> int:
         return manager_pid
     code = 0
     try:
-        Manager(rt, partial(run_child, rt)).run()
+        Manager(rt, partial(run_child, rt), admin).run()
     except BaseException:
         logger.exception("manager failed")
         code = 255

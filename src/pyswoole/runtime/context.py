@@ -13,12 +13,13 @@ import concurrent.futures
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import setproctitle
 
 from ..constants import ErrorCode, Mode
 from ..errors import ServerError
+from ..ipc.shm import Global
 from ..log import logger
 from .factory import BaseFactory, ProcessFactory
 from .loop import new_event_loop
@@ -37,6 +38,16 @@ if TYPE_CHECKING:
     from .worker import EventWorker
 
 _T = TypeVar("_T")
+
+
+class WorkerHook(Protocol):
+    """Code of a protocol room or a hosted application that an event worker awaits as it starts (before WorkerStart,
+    its connections being accepted meanwhile) and as it stops (after its requests drained, before WorkerStop)."""
+
+    async def worker_started(self, worker: EventWorker) -> None: ...
+    async def worker_stopping(self, worker: EventWorker) -> None: ...
+
+
 _RUNTIMES: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 
 
@@ -70,6 +81,7 @@ class Runtime:
         self.callbacks: dict[str, Callable[..., Any]] = {}
         self.processes: list[Process] = []
         self.started = False
+        self.worker_hooks: list[WorkerHook] = []  # what a hosted application runs as event workers start and stop
         self.manager_pid = 0
         self.last_error = 0
         # This process's role: at most one of worker, task_worker, master and manager is set.
@@ -164,6 +176,10 @@ class Runtime:
         except concurrent.futures.TimeoutError:  # the loop stopped before it got to the call
             future.cancel()
             return self.fail(ErrorCode.SERVER_NOT_RUNNING)
+
+    def startup_failed(self) -> None:
+        """This process could not start what it hosts: ``start()`` raises once the server has stopped."""
+        self.shared.globals[Global.STARTUP_FAILED] = 1
 
     def set_title(self, role: str) -> None:
         """Name this process in ps/top: ``<process_name>: <role>``."""

@@ -100,6 +100,11 @@ class BaseFactory(_Factory):
             return 0
         return self._forward(session_id, message)
 
+    def queued_output(self, session_id: int) -> int:
+        """Bytes sent to a session that its client has not taken yet (0 for a session not of this worker)."""
+        conn = self._conn(session_id)
+        return conn.send_queued_bytes() if conn is not None else 0
+
     def protocol_flags(self, session_id: int) -> int:
         """A protocol room's flags of a live session (0: none), -1 for no such session."""
         return self.rt.shared.session_flags(session_id)
@@ -232,6 +237,11 @@ class ProcessFactory(_Factory):
         if base < 0:
             return _NOT_EXIST
         return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID], message)
+
+    def queued_output(self, session_id: int) -> int:
+        """Bytes sent to a session that its client has not taken yet, as its reactor last published them."""
+        base = self.table.find(session_id)
+        return self.table.q[base + Conn.SEND_QUEUED_BYTES] if base >= 0 else 0
 
     def protocol_flags(self, session_id: int) -> int:
         """A protocol room's flags of a live session (0: none), -1 for no such session or one closing."""

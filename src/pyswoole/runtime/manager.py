@@ -12,6 +12,11 @@ it is safe.
   worker gets SIGTERM and drains. With ``reload_async`` its replacement starts at once; without, one worker
   at a time. AfterReload when the last old one is gone; whoever outlives ``max_wait_time`` is killed.
 * An event worker whose loop stops beating for ``worker_timeout`` seconds is killed and replaced.
+* Every replacement is counted by its cause in shared memory (``stats.RESTART_CAUSES``), every reload too.
+* The operators' side lives in its loop as well: the admin server's sockets are in its poll(), systemd hears
+  READY=1 once every worker and task worker has started (their slots show their pids), RELOADING=1/READY=1
+  around a reload, STOPPING=1, and WATCHDOG=1 while the loop turns. A one-process server has no manager:
+  :class:`OpsThread` does that part for it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,11 +34,13 @@ from typing import TYPE_CHECKING
 
 from .. import log
 from ..constants import Mode, WorkerStatus
-from ..ipc.shm import Global, Slot
+from ..ipc.shm import ExitCause, Global, Slot
 from ..log import logger
+from ..ops import systemd
 from . import stats
 
 if TYPE_CHECKING:
+    from ..ops.admin import AdminServer
     from .context import Runtime
 
 FAST_EXIT = 1.0  # a worker that dies within this many seconds of starting counts as a crash loop
@@ -40,13 +48,16 @@ MAX_BACKOFF = 8.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 HANDLED_SIGNALS = (*STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGCHLD, signal.SIGRTMIN)
+HEARTBEAT_STALE_MS = 2000  # a one-process server's loop beats every second at most; twice that is a stall
 
 
 class Manager:
-    def __init__(self, rt: Runtime, run_child: Callable[[int], None]) -> None:
-        """``run_child(worker_id)`` serves as that worker, task worker or user process in a forked child."""
+    def __init__(self, rt: Runtime, run_child: Callable[[int], None], admin: AdminServer | None = None) -> None:
+        """``run_child(worker_id)`` serves as that worker, task worker or user process in a forked child;
+        ``admin``, bound before the fork, is served from this manager's loop."""
         self.rt = rt
         self.run_child = run_child
+        self.admin = admin
         setting = rt.setting
         self.worker_num: int = setting["worker_num"]
         self.task_worker_num: int = setting["task_worker_num"]
@@ -60,6 +71,7 @@ class Manager:
         self.respawn_at: dict[int, float] = {}  # worker id -> when a delayed restart is due
         self.signals: deque[int] = deque()
         self.terminated: set[int] = set()  # pids this manager sent SIGTERM: dying of it is no error
+        self.timed_out: set[int] = set()  # pids killed for worker_timeout
         self.running = True
         self.master_pid = 0
         # Reload in progress: old pids still to go, pids waiting for their SIGTERM (rolling), the deadline.
@@ -69,6 +81,7 @@ class Manager:
         self.worker_timeout: float = setting["worker_timeout"]
         self._next_stats = 0.0
         self._wake_fds: tuple[int, int] = (-1, -1)
+        self.notifier: systemd.Notifier | None = None
 
     def run(self) -> None:
         rt = self.rt
@@ -79,6 +92,9 @@ class Manager:
         rt.shared.globals[Global.MANAGER_PID] = rt.manager_pid
         # PROCESS mode: the manager is the master's child and must not outlive it.
         self.master_pid = os.getppid() if rt.mode == Mode.PROCESS else 0
+        if self.master_pid and os.environ.get("WATCHDOG_PID") == str(self.master_pid):
+            os.environ["WATCHDOG_PID"] = str(os.getpid())  # systemd watches the master; this loop pings for it
+        notifier = self.notifier = systemd.Notifier()
         wake_read, wake_write = self._wake_fds = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
@@ -104,8 +120,12 @@ class Manager:
                 self._advance_reload()
                 self._check_heartbeats()
                 self._write_stats()
+                if not notifier.ready and not self.reloading and self._all_started():
+                    notifier.notify_ready()
+                notifier.ping()
                 self._sleep(wake_read)
             self.running = False
+            notifier.notify_stopping()
             if rt.mode == Mode.BASE:  # PROCESS mode: the master runs it
                 rt.call_event("before_shutdown", rt.server)
             self._stop_children()
@@ -126,14 +146,11 @@ class Manager:
         timeout = min(1.0, self._next_stats - time.monotonic())  # stats_timer_interval may be shorter
         if self.respawn_at:
             timeout = min(timeout, min(self.respawn_at.values()) - time.monotonic())
-        if self.reloading or self.worker_timeout:
+        if self.reloading or self.worker_timeout or (self.notifier is not None and not self.notifier.ready):
             timeout = min(timeout, 0.1)
-        try:
-            select.select([wake_read], [], [], max(0.0, timeout))
-            while os.read(wake_read, 512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        if self.notifier is not None:
+            timeout = min(timeout, self.notifier.due_in())
+        wait(wake_read, self.admin, timeout)
 
     def _handle_signals(self) -> bool:
         """Act on the signals recorded since the last pass; False once one of them stops the manager."""
@@ -166,6 +183,8 @@ class Manager:
             signal.set_wakeup_fd(-1)
             for fd in self._wake_fds:
                 os.close(fd)
+            if self.admin is not None:
+                self.admin.close()  # this process's copy: the manager alone serves it
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             # The manager forwards SIGRTMIN (reopen the log) to every child, and its default action is to
@@ -207,7 +226,10 @@ class Manager:
         self.reloading.discard(pid)
         asked_to_stop = pid in self.terminated
         self.terminated.discard(pid)
-        if exit_code or signo and not (asked_to_stop and signo == signal.SIGTERM):
+        timed_out = pid in self.timed_out
+        self.timed_out.discard(pid)
+        abnormal = bool(exit_code or signo and not (asked_to_stop and signo == signal.SIGTERM))
+        if abnormal:
             logger.warning(
                 "worker(pid=%d, id=%d) abnormal exit, status=%d, signal=%d", pid, worker_id, exit_code, signo
             )
@@ -216,10 +238,21 @@ class Manager:
             return  # an old incarnation, replaced already (reload_async): nothing more to do
         del self.current[worker_id]
         slot = rt.shared.slot(worker_id)
+        if was_reloading:
+            cause = Global.RESTARTS_RELOAD
+        elif timed_out:
+            cause = Global.RESTARTS_WORKER_TIMEOUT
+        elif abnormal:
+            cause = Global.RESTARTS_CRASH
+        else:
+            cause = self._own_exit_cause(worker_id, slot)
         slot[Slot.STATUS] = int(WorkerStatus.EXIT)
         slot[Slot.CONNECTION_NUM] = 0  # its sockets died with it
+        slot[Slot.RSS_BYTES] = 0
+        slot[Slot.EXIT_CAUSE] = 0
         if not self.running:
             return
+        rt.shared.globals[cause] += 1  # a replacement follows, now or after the back-off
         lived = time.monotonic() - self.started_at.get(worker_id, 0.0)
         # A user process whose callback returns at once would otherwise spin too: any quick exit of one counts.
         crashed = exit_code or signo or worker_id in self.user_ids
@@ -231,6 +264,30 @@ class Manager:
         else:
             self.failures.pop(worker_id, None)
             self.spawn(worker_id)
+
+    def _own_exit_cause(self, worker_id: int, slot: memoryview) -> int:
+        """Why a process that exited cleanly, unasked, left: what it wrote in its slot (max_worker_rss), else
+        max_request when its count reached the limit, else another reason of its own (``server.stop()``)."""
+        if slot[Slot.EXIT_CAUSE] == ExitCause.MAX_WORKER_RSS:
+            return Global.RESTARTS_MAX_WORKER_RSS
+        setting = self.rt.setting
+        done = slot[Slot.REQUEST] - slot[Slot.REQUEST_BASE]
+        if worker_id < self.worker_num:
+            done += slot[Slot.FAILED] - slot[Slot.FAILED_BASE]
+            limit = setting["max_request"]
+        elif worker_id < self.worker_num + self.task_worker_num:
+            limit = setting["task_max_request"]
+        else:
+            return Global.RESTARTS_EXIT
+        return Global.RESTARTS_MAX_REQUEST if 0 < limit <= done else Global.RESTARTS_EXIT
+
+    def _all_started(self) -> bool:
+        """Every event worker and task worker runs: its slot shows the pid of its current process."""
+        shared = self.rt.shared
+        return all(
+            shared.slot(worker_id)[Slot.PID] == self.current.get(worker_id, -1)
+            for worker_id in range(self.worker_num + self.task_worker_num)
+        )
 
     def _respawn_due(self) -> None:
         now = time.monotonic()
@@ -255,6 +312,9 @@ class Manager:
             logger.warning("cannot reload task workers, task workers is not started")
             return False
         logger.info("Server is reloading %s now", "task workers" if only_task_workers else "all workers")
+        rt.shared.globals[Global.RELOADS] += 1
+        if self.notifier is not None:
+            self.notifier.notify_reloading()
         rt.call_event("before_reload", rt.server)
         pids = [self.current[worker_id] for worker_id in ids if worker_id in self.current]
         self.reloading = set(pids)
@@ -264,6 +324,7 @@ class Manager:
                 worker_id = self.pids[pid]
                 self._terminate(pid)
                 del self.current[worker_id]  # the old one drains on; its slot goes to a new one now
+                rt.shared.globals[Global.RESTARTS_RELOAD] += 1
                 self.spawn(worker_id)
         else:
             self.reload_queue = deque(pids)
@@ -313,6 +374,7 @@ class Manager:
                     (now_ms - beat) / 1000,
                 )
                 _kill(pid, signal.SIGKILL)
+                self.timed_out.add(pid)
                 self.rt.shared.slot(worker_id)[Slot.HEARTBEAT_MS] = 0
 
     def _write_stats(self) -> None:
@@ -346,6 +408,76 @@ class Manager:
     def _terminate(self, pid: int) -> None:
         self.terminated.add(pid)
         _kill(pid, signal.SIGTERM)
+
+
+class OpsThread:
+    """A one-process server has no manager: this thread does the manager's part for operators. It serves the admin
+    server with the snapshot the process's loop published last (the loop's own state is not this thread's to
+    read), and tells systemd READY=1 once the worker runs, WATCHDOG=1 while its loop beats (the heartbeat its
+    housekeeping writes), STOPPING=1 once it stops. Nothing forks in such a server, so a thread is safe."""
+
+    def __init__(self, rt: Runtime, admin: AdminServer | None) -> None:
+        self.rt = rt
+        self.admin = admin
+        self.notifier = systemd.Notifier()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="pyswoole-ops", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.write(self._wake_write, b"x")
+        self._thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self.notifier.notify_stopping()
+
+    def _run(self) -> None:
+        slot = self.rt.shared.slot(0)
+        notifier = self.notifier
+        pid = os.getpid()
+        while not self._stopping:
+            if slot[Slot.PID] == pid:
+                if slot[Slot.STATUS] == WorkerStatus.EXIT:
+                    notifier.notify_stopping()
+                else:
+                    notifier.notify_ready()
+            beat = slot[Slot.HEARTBEAT_MS]
+            if beat and time.monotonic() * 1000 - beat < HEARTBEAT_STALE_MS:
+                notifier.ping()
+            # Clients wait in the backlog until the loop has published its first snapshot.
+            admin = self.admin if stats.latest is not None else None
+            wait(self._wake_read, admin, min(1.0 if notifier.ready else 0.1, notifier.due_in()))
+
+
+def wait(wake_read: int, admin: AdminServer | None, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the wake pipe (drained) or the admin server's sockets (served).
+
+    poll(), not select(): the admin server's sockets may be numbered past FD_SETSIZE in a busy process."""
+    poller = select.poll()
+    poller.register(wake_read, select.POLLIN)
+    readers, writers = admin.fds() if admin is not None else ([], [])
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    for fd in writers:
+        poller.register(fd, select.POLLOUT)
+    try:
+        ready = poller.poll(max(0, int(timeout * 1000)))
+    except InterruptedError:
+        return
+    for fd, _ in ready:
+        if fd != wake_read:
+            admin.on_ready(fd)  # type: ignore[union-attr]
+            continue
+        try:
+            while os.read(wake_read, 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
 
 def _die_with_parent(parent_pid: int) -> None:

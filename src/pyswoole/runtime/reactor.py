@@ -369,6 +369,7 @@ class ReactorThread:
             self.dropped(worker_id, message.type, message.fd)
 
     def dropped(self, worker_id: int, event_type: int, session_id: int) -> None:
+        self.slot[Slot.PIPE_DROPPED] += 1
         logger.warning("worker %d does not keep up: event %d of session %d dropped", worker_id, event_type, session_id)
 
     def _read_pipe(self, sock: socket.socket) -> None:

@@ -27,6 +27,7 @@ from ..ipc.shm import Slot
 from ..log import logger
 from .callbacks import CallbackRunner
 from .loop import run_until_complete
+from .stats import resident_memory
 from .tasks import (
     CALLBACK,
     COROUTINE,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 _BUSY, _IDLE = int(WorkerStatus.BUSY), int(WorkerStatus.IDLE)
 READ_BATCH = 32  # datagrams taken from one source before looking at the others (Swoole's fairness bound)
+RSS_PERIOD = 1.0  # seconds between two publications of this process's resident memory
 
 
 @dataclass
@@ -99,6 +101,7 @@ class TaskWorker:
         self.timers: Timers | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.runner = CallbackRunner(None)  # gets the loop in coroutine mode
+        self._next_rss = 0.0
 
     def run(self) -> None:
         rt = self.rt
@@ -128,6 +131,7 @@ class TaskWorker:
         manager_pid = os.getppid()
         sources = {sock.fileno(): sock for sock in self.sources}
         while not self.stopping:
+            self._publish_rss()
             readable, _, _ = select.select([*sources, wake_read], [], [], 1.0)
             if os.getppid() != manager_pid:
                 logger.warning("manager process is gone, task worker %d stops", self.worker_id)
@@ -140,6 +144,18 @@ class TaskWorker:
         rt.call_event("worker_stop", self.server, self.worker_id)
         os.close(wake_read)
         os.close(wake_write)
+
+    def _publish_rss(self) -> None:
+        """This process's resident memory into its slot (the snapshot's rss_bytes), at most every RSS_PERIOD."""
+        now = time.monotonic()
+        if now < self._next_rss or self.slot[Slot.PID] != os.getpid():
+            return
+        self._next_rss = now + RSS_PERIOD
+        self.slot[Slot.RSS_BYTES] = resident_memory()
+
+    def _rss_timer(self) -> None:
+        self._publish_rss()
+        self.loop.call_later(RSS_PERIOD, self._rss_timer)  # type: ignore[union-attr]
 
     def stop(self) -> None:
         self.stopping = True
@@ -246,6 +262,7 @@ class TaskWorker:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         for sock in self.sources:
             loop.add_reader(sock.fileno(), self._read, sock)
+        self._rss_timer()
         rt.call_event("worker_start", self.server, self.worker_id)
         await self._stopped
         for sock in self.sources:

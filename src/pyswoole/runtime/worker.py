@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 from .. import log
 from ..constants import PROTOCOL_EVENTS_FROM, ErrorCode, EventType, Mode, WorkerStatus
 from ..ipc import codec, pipes
-from ..ipc.shm import Conn, Global, Slot, SlotCounters
+from ..ipc.shm import Conn, ExitCause, Global, Slot, SlotCounters
 from ..log import logger
 from ..port import Port, PortHandlers
 from . import stats
 from .callbacks import CallbackRunner
 from .connection import Connection, adopt, expired_connections
 from .loop import run_until_complete
+from .stats import resident_memory
 from .task_worker import request_limit
 from .tasks import deliver_pipe_message
 from .timers import Timers
@@ -205,9 +206,13 @@ class EventWorker:
             rt.call_event("start", self.server)
         if self.worker_id == 0 and not self.process_mode:
             self.shared.globals[Global.MASTER_PID] = os.getpid()  # BASE mode: worker 0 stands for the master
+        for hook in rt.worker_hooks:
+            await hook.worker_started(self)
         rt.call_event("worker_start", self.server, self.worker_id)
         await self._stopped
         await self._drain()
+        for hook in rt.worker_hooks:
+            await hook.worker_stopping(self)
         rt.call_event("worker_stop", self.server, self.worker_id)
 
     def _install_signals(self) -> None:
@@ -232,8 +237,8 @@ class EventWorker:
             logger.warning("reload is not supported with single process mode")
 
     def _housekeeping(self) -> None:
-        """Beat for the manager's worker_timeout, and leave when the manager is gone or memory passes
-        max_worker_rss (the manager starts a fresh worker)."""
+        """Beat for the manager's worker_timeout, publish this process's memory, and leave when the manager is
+        gone or memory passes max_worker_rss (the manager starts a fresh worker)."""
         rt = self.rt
         setting = rt.setting
         self.slot[Slot.HEARTBEAT_MS] = int(time.monotonic() * 1000)
@@ -241,14 +246,16 @@ class EventWorker:
             logger.warning("manager process is gone, worker %d stops", self.worker_id)
             self.stop()
             return
+        rss = resident_memory()
+        if self.slot[Slot.PID] == os.getpid():  # not yet handed to a replacement (reload_async)
+            self.slot[Slot.RSS_BYTES] = rss
         limit = setting["max_worker_rss"]
-        if limit and not self.stopping:
-            rss = resident_memory()
-            if rss > limit:
-                logger.warning(
-                    "worker %d uses %d bytes of memory, over max_worker_rss %d: recycled", self.worker_id, rss, limit
-                )
-                self.stop()
+        if limit and not self.stopping and rss > limit:
+            logger.warning(
+                "worker %d uses %d bytes of memory, over max_worker_rss %d: recycled", self.worker_id, rss, limit
+            )
+            self.slot[Slot.EXIT_CAUSE] = ExitCause.MAX_WORKER_RSS  # for the manager's restart count
+            self.stop()
         if not rt.manager_pid:
             stats.publish(rt)
         if rt.has_task_client:
@@ -752,9 +759,3 @@ async def _finish_unit(what: str, coroutine: Any, done: Callable[[Exception | No
         done(exc, None)
     else:
         done(None, result)
-
-
-def resident_memory() -> int:
-    """This process's resident set size in bytes."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

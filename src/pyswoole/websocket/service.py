@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..http.response import ResponseSink
 from ..log import logger
 from .frames import CloseFrame, Frame, Opcode, parse_close_payload
 from .handshake import Accepted, handshake
@@ -26,17 +27,15 @@ FLAGS_SHIFT = 4
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
     from ..http.request import Request
-    from ..http.response import Response, ResponseSink
+    from ..http.response import Response
     from ..port import Port
     from ..runtime.context import Runtime
     from ..runtime.worker import EventWorker
 
 
-class UpgradeSink(Protocol):
+class UpgradeSink(ResponseSink, Protocol):
     """A response sink that can also switch its connection to WebSocket (both run modes' sinks can)."""
 
-    def send(self, data: bytes) -> bool: ...
-    def finish(self, keep_alive: bool) -> None: ...
     def upgraded(self, flags: int) -> None: ...
 
 
@@ -96,7 +95,7 @@ class WebSocketService:
         callbacks = self.rt.callbacks
         custom = callbacks.get("handshake")
         if custom is not None:
-            handshake_sink = HandshakeSink(sink)  # type: ignore[arg-type]
+            handshake_sink = HandshakeSink(sink)
             response = new_response(handshake_sink)
 
             def decided(error: Exception | None, accepted: Any) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from opskit import AdminFactory, make_snapshot
 from prometheus_client.parser import text_string_to_metric_families
 
+from opskit import AdminFactory, make_snapshot
 from pyswoole.errors import ServerError
 from pyswoole.ops.admin import MAX_REQUEST_BYTES, AdminServer
 
@@ -90,12 +90,18 @@ def test_head_has_the_headers_without_the_body(admin: AdminFactory) -> None:
     assert head.headers["content-length"] == get.headers["content-length"]
 
 
-def test_a_token_is_required_on_every_path(admin: AdminFactory) -> None:
+def test_a_token_is_required_on_every_path_but_the_page(admin: AdminFactory) -> None:
     loop = admin(token="s3cret-token")
-    for path in ("/", "/metrics", "/stats", "/nope"):
+    for path in ("/metrics", "/stats", "/nope", "/index.html", "//"):
         response = httpx.get(loop.url + path)
-        assert response.status_code == 401
+        assert response.status_code == 401, path
         assert response.headers["www-authenticate"].startswith("Bearer")
+        assert b"pyswoole" not in response.content  # nothing of the server's numbers
+    page = httpx.get(loop.url + "/?from=bookmark")
+    assert page.status_code == 200  # the page holds no data: it asks for the token and sends it itself
+    assert page.headers["content-type"].startswith("text/html")
+    assert httpx.head(loop.url + "/").status_code == 200
+    assert httpx.post(loop.url + "/").status_code == 405
     assert httpx.get(loop.url + "/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(loop.url + "/stats", headers={"Authorization": "s3cret-token"}).status_code == 401
     assert httpx.get(loop.url + "/stats", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200

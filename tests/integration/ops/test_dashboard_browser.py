@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from opskit import AdminFactory, make_snapshot
-from programs import need
-
-
-def rendered_dom(url: str, profile: Path, virtual_ms: int) -> str:
-    """The page's DOM after ``virtual_ms`` of (virtual) time: timers run, fetches go to the real server."""
-    result = subprocess.run(
-        [need("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--window-size=1280,1000", f"--virtual-time-budget={virtual_ms}",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 def element_text(dom: str, element_id: str) -> str:
@@ -31,7 +16,7 @@ def element_text(dom: str, element_id: str) -> str:
     return match.group(1)
 
 
-def test_the_dashboard_refreshes_and_shows_the_numbers(admin: AdminFactory, tmp_path: Path) -> None:
+def test_the_dashboard_refreshes_and_shows_the_numbers(admin: AdminFactory, chromium: Callable[..., str]) -> None:
     started = time.time()
     calls = {"n": 0}
 
@@ -41,7 +26,7 @@ def test_the_dashboard_refreshes_and_shows_the_numbers(admin: AdminFactory, tmp_
         return make_snapshot(requests=5000 + 250 * calls["n"], now=started + calls["n"])
 
     loop = admin(snapshot=snapshot)
-    dom = rendered_dom(loop.url + "/", tmp_path / "profile", 6000)
+    dom = chromium(loop.url + "/", "--window-size=1280,1000", "--virtual-time-budget=6000", "--dump-dom")
     updated = int(re.search(r'<body[^>]*data-updated="(\d+)"', dom).group(1))  # type: ignore[union-attr]
     assert updated >= 3
     assert calls["n"] == updated

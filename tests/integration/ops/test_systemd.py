@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pyswoole.ops.systemd import Watchdog, listen_fds, notify
+from pyswoole.ops.systemd import Notifier, Watchdog, listen_fds, notify
 
 
 @pytest.fixture
@@ -100,6 +100,33 @@ def test_watchdog_pings_when_due_and_not_before(notify_socket: socket.socket) ->
         assert time.monotonic() < deadline
         time.sleep(watchdog.due_in())
     assert notify_socket.recv(4096) == b"WATCHDOG=1"
+
+
+def test_the_notifier_says_each_state_once(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    notifier = Notifier()
+    notify_socket.settimeout(0.2)
+
+    def said() -> list[str]:
+        messages = []
+        try:
+            while True:
+                messages.append(notify_socket.recv(4096).decode().split("\n")[0])
+        except TimeoutError:
+            return messages
+
+    notifier.notify_ready()
+    notifier.notify_ready()
+    assert said() == ["READY=1"]
+    notifier.notify_reloading()
+    assert notifier.ready is False
+    notifier.notify_ready()
+    notifier.notify_stopping()
+    notifier.notify_stopping()
+    notifier.notify_ready()  # too late: the server is stopping
+    notifier.ping()  # no watchdog was asked for
+    assert said() == ["RELOADING=1", "READY=1", "STOPPING=1"]
+    assert notifier.due_in() == float("inf")
 
 
 # What systemd does between fork and exec: the passed sockets moved to fd 3, 4, ..., LISTEN_PID set to the

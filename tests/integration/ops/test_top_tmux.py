@@ -5,68 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from opskit import make_snapshot
-from programs import need
-
-
-class Pane:
-    """One tmux session on a private server (its own socket), running one command; the command's exit status is
-    written to a file when it ends (tmux's own pane_dead_status is sometimes left empty)."""
-
-    def __init__(self, socket: Path, command: str) -> None:
-        self.socket = socket
-        self.status_file = socket.with_name("exit-status")
-        command = f"{command}; echo $? > {shlex.quote(str(self.status_file))}; sleep 60"
-        self.tmux("new-session", "-d", "-s", "top", "-x", "130", "-y", "30", command)
-
-    def tmux(self, *args: str) -> str:
-        result = subprocess.run(
-            [need("tmux"), "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "top")
-
-    def wait_for(self, condition: Callable[[str], bool], timeout: float = 10) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if condition(screen):
-                return screen
-            assert time.monotonic() < deadline, f"not on the screen in {timeout}s:\n{screen}"
-            time.sleep(0.05)
-
-    def exit_status(self, timeout: float = 10) -> int:
-        deadline = time.monotonic() + timeout
-        while not self.status_file.exists() or not self.status_file.read_text().strip():
-            assert time.monotonic() < deadline, f"still running:\n{self.screen()}"
-            time.sleep(0.05)
-        return int(self.status_file.read_text())
-
-
-@pytest.fixture
-def pane(tmp_path: Path) -> Iterator[Callable[[str], Pane]]:
-    socket = tmp_path / "tmux.sock"
-    started: list[Pane] = []
-
-    def start(command: str) -> Pane:
-        started.append(Pane(socket, command))
-        return started[-1]
-
-    yield start
-    if started:
-        subprocess.run([need("tmux"), "-S", str(socket), "kill-server"], capture_output=True, timeout=10)
 
 
 def write_stats(path: Path, snapshot: dict[str, Any]) -> None:
@@ -75,7 +20,7 @@ def write_stats(path: Path, snapshot: dict[str, Any]) -> None:
     path.with_suffix(".tmp").rename(path)
 
 
-def test_top_shows_the_workers_and_quits_on_q(pane: Callable[[str], Pane], tmp_path: Path) -> None:
+def test_top_shows_the_workers_and_quits_on_q(pane: Callable[[str], Any], tmp_path: Path) -> None:
     pid_file = tmp_path / "server.pid"
     stats = Path(str(pid_file) + ".stats.json")
     code = "import sys; from pyswoole.ops.top import run; sys.exit(run(sys.argv[1]))"

@@ -25,6 +25,7 @@ def start_cli_server(start_server, mode: str, **settings):
 
 
 def status_json(server) -> dict:
+    """The whole snapshot that ``status --json`` prints; its ``server`` part is stats()."""
     result = run_cli("status", "--json", str(server.pid_file))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -40,19 +41,20 @@ def test_status_shows_the_running_servers_stats_as_a_table_and_as_json(start_ser
     wait_until(lambda: server.pid_file.exists())
 
     # The stats file is rewritten every stats_timer_interval (100 ms): wait for one that counts the clients.
-    stats = wait_until(
-        lambda: (s := status_json(server))["connection_num"] == 3 and s["request_count"] >= 3 and s,
+    snapshot = wait_until(
+        lambda: (s := status_json(server))["server"]["connection_num"] == 3 and s["server"]["request_count"] >= 3 and s,
         message="status never showed the 3 clients",
     )
+    stats = snapshot["server"]
     table = run_cli("status", str(server.pid_file))
 
     assert stats["worker_num"] == worker_num
     assert int(server.pid_file.read_text()) == server.pid
     if mode == "BASE" and worker_num > 1:  # the script's process is the manager; worker 0 stands for the master
-        assert stats["manager_pid"] == server.pid
-        assert stats["master_pid"] == server.events("worker_start", worker_id=0)[-1]["pid"]
+        assert snapshot["manager_pid"] == server.pid
+        assert snapshot["master_pid"] == server.events("worker_start", worker_id=0)[-1]["pid"]
     else:
-        assert stats["master_pid"] == server.pid
+        assert snapshot["master_pid"] == server.pid
     assert stats["accept_count"] >= 3 and stats["close_count"] == 0
     assert list(stats)[:4] == ["start_time", "connection_num", "abort_count", "accept_count"]  # Swoole's order
     assert table.returncode == 0, table.stderr
@@ -62,7 +64,7 @@ def test_status_shows_the_running_servers_stats_as_a_table_and_as_json(start_ser
     assert int(rows["connection_num"]) >= 0
 
     clients[0].close()
-    wait_until(lambda: status_json(server)["connection_num"] == 2, message="status never saw the close")
+    wait_until(lambda: status_json(server)["server"]["connection_num"] == 2, message="status never saw the close")
 
 
 def test_reload_restarts_the_workers_and_reload_task_workers_only_the_task_workers(start_server, connect):

@@ -61,7 +61,7 @@ def test_default_format() -> None:
         ("D", "12345"),
         ("M", "12"),
         ("L", "0.012346"),
-        ("p", f"<{os.getpid()}>"),
+        ("p", "<pid>"),
         ("{x-request-id}o", "abc123"),
         ("{HOST}i", "example.test"),
         ("{content-type}o", "application/json"),
@@ -69,7 +69,7 @@ def test_default_format() -> None:
     ],
 )
 def test_each_atom(atom: str, expected: str) -> None:
-    assert render(f"%({atom})s") == expected
+    assert render(f"%({atom})s") == expected.replace("<pid>", f"<{os.getpid()}>")
 
 
 def test_date_in_common_log_format() -> None:

@@ -34,7 +34,7 @@ def record(message: str, *args: object, level: int = logging.INFO, exc: bool = F
 
 
 def formatted(rec: logging.LogRecord) -> dict[str, Any]:
-    line = JsonFormatter().format(rec)
+    line = JsonFormatter(log.role).format(rec)
     assert "\n" not in line
     result: dict[str, Any] = json.loads(line)
     return result
@@ -53,7 +53,7 @@ def test_fields_of_a_plain_record(restore_role: None) -> None:
 
 
 def test_role_is_read_at_format_time_not_at_construction(restore_role: None) -> None:
-    formatter = JsonFormatter()
+    formatter = JsonFormatter(log.role)
     log.set_role("manager")
     first = json.loads(formatter.format(record("a")))
     log.set_role("task_worker", 5)
@@ -85,7 +85,7 @@ def test_through_a_logger_and_handler(restore_role: None, tmp_path: Any) -> None
     log.set_role("master")
     path = tmp_path / "json.log"
     handler = logging.FileHandler(path)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(log.role))
     logger = logging.getLogger("pyswoole.test_jsonlog")
     logger.addHandler(handler)
     logger.propagate = False
@@ -103,3 +103,39 @@ def test_through_a_logger_and_handler(restore_role: None, tmp_path: Any) -> None
     assert [entry["message"] for entry in entries] == ["first", "second"]
     assert "KeyError: 'missing'" in entries[1]["exc"]
     assert entries[0]["logger"] == "pyswoole.test_jsonlog"
+
+
+def test_role_is_what_the_process_recorded(restore_role: None) -> None:
+    log.set_role("task_worker", 3)
+    assert log.role() == ("task_worker", 3)
+
+
+@pytest.fixture
+def pristine_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The ``pyswoole`` logger as before any configure(), restored afterwards (other tests rely on its state)."""
+    monkeypatch.setattr(log, "_handler", None)
+    monkeypatch.setattr(log.logger, "handlers", [])
+    monkeypatch.setattr(log.logger, "propagate", log.logger.propagate)
+    monkeypatch.setattr(log.logger, "level", log.logger.level)
+    yield
+    if log._handler is not None:
+        log._handler.close()
+
+
+@pytest.mark.parametrize(("log_format", "json_lines"), [("json", True), ("swoole", False)])
+def test_configure_writes_the_log_format_asked_for(
+    pristine_logger: None, restore_role: None, tmp_path: Any, log_format: str, json_lines: bool
+) -> None:
+    path = tmp_path / "server.log"
+    log.set_role("manager")
+
+    log.configure(str(path), 2, log_format=log_format)
+    log.logger.info("configured")
+
+    line = path.read_text().rstrip("\n")
+    if json_lines:
+        entry = json.loads(line)
+        assert (entry["message"], entry["role"], entry["worker_id"], entry["pid"]) == ("configured", "manager", -1,
+                                                                                       os.getpid())  # fmt: skip
+    else:
+        assert re.fullmatch(rf"\[[-\d :]+ \${os.getpid()}\.-1\]\tINFO\tconfigured", line)

@@ -1,0 +1,493 @@
+"""Hosting an ASGI 3.0 application (spec 2.4): the ``http``, ``websocket`` and ``lifespan`` scopes.
+
+``AsgiApp`` is what ``HttpServer.mount`` installs for an ASGI callable. HTTP requests reach it without a ``Request``
+object (``HttpApp.http``: the parsed head and whole body, and the connection's sink); the response is serialized
+here. WebSocket sessions go through the WebSocket port's HandShake, Message and Close callbacks, so the session
+lives where the server keeps it and the application may be pushed to from anywhere. Lifespan runs once per event
+worker, as it starts and as it stops.
+
+Invariants: a response is ended exactly once (a 500 when the application raised before starting it, the
+connection closed when it raised after); the request body is handed over whole (the server buffers it, bounded by
+``package_max_length``), as one ``http.request`` per 64 KiB with ``more_body``; a WebSocket session's messages
+reach the application in order, from the worker that owns the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..constants import ErrorCode
+from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line, status_line
+from ..http.request import decode_path
+from ..log import logger
+from ..websocket.frames import Opcode
+from ..websocket.handshake import accept_key
+
+if TYPE_CHECKING:
+    from ..http.parser import RequestHead
+    from ..http.request import Request
+    from ..http.response import Response, ResponseSink
+    from ..runtime.context import Runtime
+    from ..runtime.worker import EventWorker
+    from ..websocket.frames import Frame
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BODY_PIECE = 64 * 1024  # the request body is handed over in pieces of this size at most
+DISCONNECT_POLL = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
+DRAIN_LIMIT = 1 << 20  # a streaming response waits while more than this is queued for its client
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+class ClientDisconnected(OSError):
+    """``send()`` after the client went away (ASGI 2.4: a server-specific ``OSError``)."""
+
+
+class AsgiApp:
+    def __init__(self, rt: Runtime, app: ASGIApp, lifespan: str = "auto", root_path: str = "") -> None:
+        if lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan: {lifespan!r} is not one of 'auto', 'on', 'off'")
+        self.rt = rt
+        self.app = app
+        self.lifespan = lifespan
+        self.root_path = root_path
+        self.state: dict[str, Any] = {}  # lifespan state, copied into every scope
+        self._lifespan_queue: asyncio.Queue[Message] | None = None
+        self._lifespan_task: asyncio.Task[None] | None = None
+        self._shutdown_message: Message | None = None
+        self._sessions: dict[int, _WebSocketSession] = {}  # this worker's WebSocket sessions, by fd
+        self.extensions = {"http.response.pathsend": {}, "pyswoole": {"server": rt.server}}
+
+    # Lifespan (a runtime WorkerHook) -----------------------------------------------------------------------
+
+    async def worker_started(self, worker: EventWorker) -> None:
+        if self.lifespan == "off":
+            return
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._lifespan_queue = queue
+        done: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+        async def send(message: Message) -> None:
+            if message["type"] in ("lifespan.startup.complete", "lifespan.startup.failed") and not done.done():
+                done.set_result(message)
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                self._shutdown_message = message
+
+        async def run() -> None:
+            scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+            try:
+                await self.app(scope, queue.get, send)
+            except BaseException as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                elif not isinstance(exc, asyncio.CancelledError):
+                    logger.exception("the ASGI application's lifespan failed")
+
+        self._lifespan_task = asyncio.get_running_loop().create_task(run())
+        await queue.put({"type": "lifespan.startup"})
+        try:
+            message = await done
+        except Exception:
+            if self.lifespan == "on":
+                logger.exception("ASGI lifespan startup failed in worker %d; the server stops", worker.worker_id)
+                self._startup_failed(worker)
+            else:
+                logger.info("the ASGI application does not support lifespan (lifespan='auto'): going on without it")
+            self._lifespan_queue = None
+            return
+        if message["type"] == "lifespan.startup.failed":
+            logger.error("ASGI lifespan startup failed in worker %d: %s; the server stops", worker.worker_id,
+                         message.get("message", ""))  # fmt: skip
+            self._startup_failed(worker)
+
+    def _startup_failed(self, worker: EventWorker) -> None:
+        self.rt.startup_failed()
+        self.rt.server.shutdown()
+
+    async def worker_stopping(self, worker: EventWorker) -> None:
+        queue, task = self._lifespan_queue, self._lifespan_task
+        if queue is None or task is None or task.done():
+            return
+        await queue.put({"type": "lifespan.shutdown"})
+        deadline = time.monotonic() + self.rt.setting["max_wait_time"]
+        while not self._shutdown_reported() and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        message = self._shutdown_message
+        if message is not None and message["type"] == "lifespan.shutdown.failed":
+            logger.error("ASGI lifespan shutdown failed in worker %d: %s", worker.worker_id, message.get("message", ""))
+        task.cancel()
+
+    def _shutdown_reported(self) -> bool:
+        return self._shutdown_message is not None
+
+    # HTTP (an HttpApp) ---------------------------------------------------------------------------------------
+
+    def http(
+        self,
+        worker: EventWorker,
+        head: RequestHead,
+        body: bytes,
+        session_id: int,
+        remote_addr: str,
+        remote_port: int,
+        server_port: int,
+        scheme: str,
+        sink: ResponseSink,
+    ) -> None:
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": head.version,
+            "method": head.method,
+            "scheme": scheme,
+            "path": decode_path(head.path),
+            "raw_path": head.path,
+            "query_string": head.query,
+            "root_path": self.root_path,
+            "headers": head.headers,
+            "client": (remote_addr, remote_port),
+            "server": ("127.0.0.1", server_port),  # the local address the client reached: see _local_address
+            "state": self.state.copy(),
+            "extensions": self.extensions,
+        }
+        exchange = _HttpExchange(self.rt, session_id, sink, head.method == "HEAD", head.keep_alive, head.version)
+        worker.serve_unit("ASGI application", self._run_http, (scope, body, exchange), _ignore)
+
+    async def _run_http(self, scope: Scope, body: bytes, exchange: _HttpExchange) -> None:
+        pieces = [body[i : i + BODY_PIECE] for i in range(0, len(body), BODY_PIECE)] or [b""]
+        remaining = len(pieces)
+
+        async def receive() -> Message:
+            nonlocal remaining
+            if remaining:
+                index = len(pieces) - remaining
+                remaining -= 1
+                return {"type": "http.request", "body": pieces[index], "more_body": remaining > 0}
+            await exchange.disconnected()
+            return {"type": "http.disconnect"}
+
+        try:
+            await self.app(scope, receive, exchange.send)
+        except Exception:
+            logger.exception("ASGI application failed (%s %s)", scope["method"], scope["path"])
+            exchange.failed()
+            return
+        exchange.done()
+
+    # WebSocket (the port's HandShake, Message and Close callbacks) -------------------------------------------
+
+    async def websocket_handshake(self, request: Request, response: Response) -> bool:
+        """HandShake: run the application until it accepts, refuses or sends a denial response."""
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in request.header.items()]
+        offered = request.header.get("sec-websocket-protocol", "")
+        server_info = request.server
+        scope = {
+            "type": "websocket",
+            "asgi": ASGI_VERSION,
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": server_info["path_info"],
+            "raw_path": server_info["request_uri"].encode("latin-1"),
+            "query_string": server_info.get("query_string", "").encode("latin-1"),
+            "root_path": self.root_path,
+            "headers": headers,
+            "client": (server_info["remote_addr"], server_info["remote_port"]),
+            "server": ("127.0.0.1", server_info["server_port"]),
+            "subprotocols": [item.strip() for item in offered.split(",") if item.strip()],
+            "state": self.state.copy(),
+            "extensions": {**self.extensions, "websocket.http.response": {}},
+        }
+        session = _WebSocketSession(self.rt, request.fd)
+        self._sessions[request.fd] = session
+        session.task = asyncio.get_running_loop().create_task(self._run_websocket(scope, session))
+        await session.inbox.put({"type": "websocket.connect"})
+        verdict = await session.verdict
+        if verdict["type"] == "websocket.accept":
+            key = request.header.get("sec-websocket-key", "").encode("latin-1")
+            response.status(101)
+            response.header("Upgrade", "websocket")
+            response.header("Connection", "Upgrade")
+            response.header("Sec-WebSocket-Accept", accept_key(key).decode("ascii"))
+            if verdict.get("subprotocol"):
+                response.header("Sec-WebSocket-Protocol", verdict["subprotocol"])
+            for name, value in verdict.get("headers", ()):
+                response.header(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            response.end()
+            session.accepted = True
+            return True
+        self._sessions.pop(request.fd, None)
+        if verdict["type"] == "websocket.http.response.start":
+            response.status(verdict["status"])
+            for name, value in verdict.get("headers", ()):
+                response.header(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            response.end(await session.denial_body())
+        else:  # websocket.close before accept, or the application ended: 403, as the spec asks
+            response.status(403)
+            response.end()
+        return False
+
+    async def _run_websocket(self, scope: Scope, session: _WebSocketSession) -> None:
+        try:
+            await self.app(scope, session.receive, session.send)
+        except Exception:
+            logger.exception("ASGI application failed on WebSocket %s", scope["path"])
+            session.failed()
+            return
+        session.ended()
+
+    def websocket_message(self, server: Any, frame: Frame) -> None:
+        session = self._sessions.get(frame.fd)
+        if session is None:
+            return
+        if frame.opcode == Opcode.CLOSE:
+            session.close_code = getattr(frame, "code", 1005)
+        elif frame.opcode == Opcode.TEXT:
+            session.inbox.put_nowait({"type": "websocket.receive", "text": frame.data})
+        elif frame.opcode == Opcode.BINARY:
+            session.inbox.put_nowait({"type": "websocket.receive", "bytes": frame.data})
+
+    def closed(self, server: Any, fd: int, reactor_id: int) -> None:
+        session = self._sessions.pop(fd, None)
+        if session is not None:
+            session.closed = True
+            session.inbox.put_nowait({"type": "websocket.disconnect", "code": session.close_code})
+
+
+class _HttpExchange:
+    """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
+
+    __slots__ = ("rt", "session_id", "sink", "head_only", "keep_alive", "version", "started", "ended", "chunked",
+                 "status", "_head")  # fmt: skip
+
+    def __init__(
+        self, rt: Runtime, session_id: int, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str
+    ) -> None:
+        self.rt = rt
+        self.session_id = session_id
+        self.sink = sink
+        self.head_only = head_only
+        self.keep_alive = keep_alive
+        self.version = version
+        self.started = False  # http.response.start came
+        self.ended = False
+        self.chunked = False
+        self.status = 0
+        self._head: list[bytes] = []  # the head's lines, sent with the first body
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.ended:
+            raise ClientDisconnected("the response is complete") if kind != "http.response.body" else \
+                RuntimeError("http.response.body after the response ended")  # fmt: skip
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self._start(int(message["status"]), message.get("headers", ()))
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            await self._body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
+        elif kind == "http.response.pathsend":
+            if not self.started:
+                raise RuntimeError("http.response.pathsend before http.response.start")
+            self._pathsend(os.fspath(message["path"]))
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def _start(self, status: int, headers: Any) -> None:
+        self.status = status
+        lines = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        self.chunked = True  # unless the application gives the length
+        has_date = has_server = False
+        for name, value in headers:
+            lower = bytes(name).lower()
+            if lower == b"content-length":
+                self.chunked = False
+            elif lower == b"connection":
+                if b"close" in bytes(value).lower():
+                    self.keep_alive = False
+                continue
+            elif lower == b"transfer-encoding":
+                continue  # ours to decide
+            elif lower == b"date":
+                has_date = True
+            elif lower == b"server":
+                has_server = True
+            lines.append(bytes(name) + b": " + bytes(value) + b"\r\n")
+        if not has_server:
+            lines.append(SERVER_LINE)
+        if not has_date:
+            lines.append(date_line())
+        self._head = lines
+
+    def _finish_head(self, body_length: int | None) -> bytes:
+        lines = self._head
+        if body_length is not None and self.chunked:
+            lines.append(b"Content-Length: %d\r\n" % body_length)
+            self.chunked = False
+        elif self.chunked:
+            if self.version == "1.1":
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends with the connection
+                self.chunked = False
+        lines.append(CONNECTION_LINES[self.keep_alive])
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        self._head = []
+        return head
+
+    async def _body(self, body: bytes, more: bool) -> None:
+        no_body = self.head_only or self.status in (204, 304) or self.status < 200
+        if self._head:  # the first body message carries the head
+            if not more:
+                head = self._finish_head(0 if no_body else len(body))
+                self._write(head if no_body else head + body)
+                self._end()
+                return
+            self._write(self._finish_head(None))
+        if not no_body and body:
+            self._write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
+        if more:
+            await self._drain()
+        else:
+            if self.chunked and not no_body:
+                self._write(b"0\r\n\r\n")
+            self._end()
+
+    def _pathsend(self, path: str) -> None:
+        size = os.stat(path).st_size
+        head = self._finish_head(size)
+        self._write(head)
+        if not self.head_only and size and not self.sink.sendfile(path, 0, size):
+            raise ClientDisconnected("the client went away")
+        self._end()
+
+    def _write(self, data: bytes) -> None:
+        if not self.sink.send(data):
+            self.ended = True
+            raise ClientDisconnected("the client went away")
+
+    def _end(self) -> None:
+        self.ended = True
+        self.sink.finish(self.keep_alive)
+
+    async def _drain(self) -> None:
+        """Back-pressure: wait while the client has not taken most of what was sent."""
+        delay = 0.001
+        while self.rt.factory.queued_output(self.session_id) > DRAIN_LIMIT:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def disconnected(self) -> None:
+        """Return once the client has gone away (ASGI's ``http.disconnect``)."""
+        while self.rt.factory.exist(self.session_id) and not self.ended:
+            await asyncio.sleep(DISCONNECT_POLL)
+        while self.rt.factory.exist(self.session_id):
+            await asyncio.sleep(DISCONNECT_POLL)
+
+    def failed(self) -> None:
+        """The application raised: a 500 if nothing was sent yet, else the connection closes."""
+        if self.ended:
+            return
+        if not self._head and self.started:
+            self.ended = True
+            self.sink.finish(False)
+            return
+        body = b"Internal Server Error"
+        self.keep_alive = False
+        head = b"".join((status_line(500), SERVER_LINE, date_line(), b"Content-Type: text/plain; charset=utf-8\r\n",
+                         b"Content-Length: %d\r\n" % len(body), CONNECTION_LINES[False], b"\r\n"))  # fmt: skip
+        self.ended = True
+        if self.sink.send(head + body):
+            self.sink.finish(False)
+
+    def done(self) -> None:
+        """The application returned: a response it never completed is closed (or answered 500, if never started)."""
+        if self.ended:
+            return
+        if not self.started:
+            logger.error("ASGI application returned without a response (session %d)", self.session_id)
+            self.failed()
+            return
+        self.ended = True
+        self.rt.fail(ErrorCode.HTTP_CONTEXT_UNAVAILABLE)
+        self.sink.finish(False)
+
+
+class _WebSocketSession:
+    """One ASGI WebSocket connection in the worker that owns it."""
+
+    def __init__(self, rt: Runtime, fd: int) -> None:
+        self.rt = rt
+        self.fd = fd
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.verdict: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.denial: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.accepted = False
+        self.closed = False  # the client is gone
+        self.close_sent = False
+        self.close_code = 1005
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        server = self.rt.server
+        if not self.verdict.done():
+            if kind in ("websocket.accept", "websocket.close", "websocket.http.response.start"):
+                self.verdict.set_result(message)
+                return
+            raise RuntimeError(f"{kind!r} before the WebSocket was accepted")
+        if kind == "websocket.http.response.body":
+            await self.denial.put(message)
+            return
+        if self.closed or self.close_sent:
+            raise ClientDisconnected("the WebSocket is closed")
+        if kind == "websocket.send":
+            text = message.get("text")
+            data: str | bytes = text if text is not None else bytes(message.get("bytes") or b"")
+            if not server.push(self.fd, data):
+                raise ClientDisconnected("the WebSocket is closed")
+        elif kind == "websocket.close":
+            self.close_sent = True
+            server.disconnect(self.fd, int(message.get("code", 1000)), str(message.get("reason") or ""))
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
+
+    async def denial_body(self) -> bytes:
+        parts = []
+        while True:
+            message = await self.denial.get()
+            parts.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    def failed(self) -> None:
+        if not self.verdict.done():
+            self.verdict.set_result({"type": "websocket.close", "code": 1011})
+        elif self.accepted and not self.closed and not self.close_sent:
+            self.close_sent = True
+            self.rt.server.disconnect(self.fd, 1011, "internal error")
+
+    def ended(self) -> None:
+        if not self.verdict.done():
+            self.verdict.set_result({"type": "websocket.close", "code": 1000})
+        elif self.accepted and not self.closed and not self.close_sent:
+            self.close_sent = True
+            self.rt.server.disconnect(self.fd, 1000, "")
+
+
+def _ignore(error: Exception | None, result: Any) -> None:
+    """The exchange reports its own failures (see ``AsgiApp._run_http``)."""

@@ -1,0 +1,252 @@
+"""Hosting a WSGI application (PEP 3333): each request runs the application in the worker, blocking, one at a
+time, with a complete ``environ``; the response goes out through the connection's sink.
+
+In PROCESS mode the master's reactor thread buffers the whole request before a worker sees it, and the client's
+pace of reading the response is the reactor's business too: a slow client never occupies a worker (what gunicorn's
+sync workers need a buffering proxy in front for).
+
+Invariants: ``start_response`` may be called again only with ``exc_info`` and only before the head is sent; the
+iterable's ``close()`` is called whatever happens; an exception before the head goes out gives a 500, after it the
+connection is closed.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line
+from ..http.request import decode_path
+from ..log import logger
+
+if TYPE_CHECKING:
+    from ..http.parser import RequestHead
+    from ..http.response import ResponseSink
+    from ..runtime.context import Runtime
+    from ..runtime.worker import EventWorker
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class WsgiApp:
+    def __init__(self, rt: Runtime, app: WSGIApp, root_path: str = "") -> None:
+        self.rt = rt
+        self.app = app
+        self.root_path = root_path
+        self.errors = _LogStream()
+
+    def http(
+        self,
+        worker: EventWorker,
+        head: RequestHead,
+        body: bytes,
+        session_id: int,
+        remote_addr: str,
+        remote_port: int,
+        server_port: int,
+        scheme: str,
+        sink: ResponseSink,
+    ) -> None:
+        environ = self.environ(head, body, remote_addr, remote_port, server_port, scheme)
+        worker.serve_unit("WSGI application", self._run, (environ, sink, head), _ignore)
+
+    def environ(
+        self, head: RequestHead, body: bytes, remote_addr: str, remote_port: int, server_port: int, scheme: str
+    ) -> dict[str, Any]:
+        path = decode_path(head.path)
+        root = self.root_path
+        if root and (path == root or path.startswith(root + "/")):
+            path = path[len(root) :]
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": head.method,
+            "SCRIPT_NAME": root,
+            "PATH_INFO": path.encode("utf-8").decode("latin-1"),  # PEP 3333: bytes as latin-1 text
+            "QUERY_STRING": head.query.decode("latin-1"),
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": str(server_port),
+            "SERVER_PROTOCOL": "HTTP/" + head.version,
+            "REMOTE_ADDR": remote_addr,
+            "REMOTE_PORT": str(remote_port),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": scheme,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": self.errors,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "CONTENT_LENGTH": str(len(body)) if body else "",
+        }
+        for name, value in head.headers:
+            key = name.decode("latin-1").upper().replace("-", "_")
+            text = value.decode("latin-1")
+            if key == "CONTENT_TYPE":
+                environ["CONTENT_TYPE"] = text
+            elif key == "CONTENT_LENGTH":
+                continue  # the body is whole: its real length is what counts
+            elif key == "HOST":
+                environ["HTTP_HOST"] = text
+                host, _, port = text.rpartition(":") if text.rpartition(":")[2].isdigit() else (text, "", "")
+                environ["SERVER_NAME"] = host or text
+            else:
+                key = "HTTP_" + key
+                environ[key] = environ[key] + "," + text if key in environ else text
+        return environ
+
+    def _run(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
+        exchange = _WsgiExchange(sink, head.method == "HEAD", head.keep_alive, head.version)
+        result: Iterable[bytes] | None = None
+        try:
+            result = self.app(environ, exchange.start_response)
+            for data in result:
+                if data:
+                    exchange.write(data)
+            exchange.finish()
+        except Exception:
+            logger.exception("WSGI application failed (%s %s)", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            exchange.fail()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("close() of the WSGI application's result failed")
+
+
+class _WsgiExchange:
+    """One response: the head held until the first body bytes (or the end), then plain or chunked bytes."""
+
+    __slots__ = ("sink", "head_only", "keep_alive", "version", "status", "headers", "head_sent", "chunked",
+                 "length", "ended", "buffered")  # fmt: skip
+
+    def __init__(self, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str) -> None:
+        self.sink = sink
+        self.head_only = head_only
+        self.keep_alive = keep_alive
+        self.version = version
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.head_sent = False
+        self.chunked = False
+        self.length: int | None = None
+        self.ended = False
+        self.buffered: list[bytes] = []  # the first body piece, kept to send with the head
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status:
+            raise RuntimeError("start_response called twice without exc_info")
+        self.status = status
+        self.headers = list(headers)
+        return self.write
+
+    def _head(self, body_length: int | None) -> bytes:
+        code = int(self.status.split(" ", 1)[0])
+        lines = [b"HTTP/1.1 " + self.status.encode("latin-1") + b"\r\n"]
+        has_date = has_server = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "content-length":
+                self.length = int(value)
+            elif lower == "connection":
+                if "close" in value.lower():
+                    self.keep_alive = False
+                continue
+            elif lower == "transfer-encoding":
+                continue
+            elif lower == "date":
+                has_date = True
+            elif lower == "server":
+                has_server = True
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if not has_server:
+            lines.append(SERVER_LINE)
+        if not has_date:
+            lines.append(date_line())
+        no_body = self.head_only or code in (204, 304) or code < 200
+        if self.length is None and not no_body:
+            if body_length is not None:
+                lines.append(b"Content-Length: %d\r\n" % body_length)
+            elif self.version == "1.1":
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+                self.chunked = True
+            else:
+                self.keep_alive = False  # HTTP/1.0: the body ends with the connection
+        lines.append(CONNECTION_LINES[self.keep_alive])
+        lines.append(b"\r\n")
+        self.head_sent = True
+        return b"".join(lines)
+
+    def write(self, data: bytes) -> None:
+        if not self.status:
+            raise RuntimeError("the WSGI application wrote before calling start_response")
+        if not self.head_sent and not self.buffered:
+            self.buffered.append(bytes(data))  # one piece may be all there is: sent with a Content-Length
+            return
+        if not self.head_sent:
+            self._send(self._head(None))
+            self._body(self.buffered.pop())
+        self._body(bytes(data))
+
+    def _body(self, data: bytes) -> None:
+        if self.head_only or not data:
+            return
+        self._send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+    def _send(self, data: bytes) -> None:
+        if not self.sink.send(data):
+            raise OSError("the client went away")
+
+    def finish(self) -> None:
+        if not self.status:
+            raise RuntimeError("the WSGI application returned without calling start_response")
+        if not self.head_sent:
+            body = self.buffered.pop() if self.buffered else b""
+            self._send(self._head(len(body)) + (b"" if self.head_only else body))
+        elif self.chunked:
+            self._send(b"0\r\n\r\n")
+        self.ended = True
+        self.sink.finish(self.keep_alive)
+
+    def fail(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.head_sent:
+            self.sink.finish(False)
+            return
+        body = b"Internal Server Error"
+        head = b"".join((STATUS_LINES[500], SERVER_LINE, date_line(), b"Content-Type: text/plain; charset=utf-8\r\n",
+                         b"Content-Length: %d\r\n" % len(body), CONNECTION_LINES[False], b"\r\n"))  # fmt: skip
+        if self.sink.send(head + body):
+            self.sink.finish(False)
+
+
+class _LogStream:
+    """``wsgi.errors``: what the application writes there goes to the ``pyswoole`` logger."""
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            logger.error("%s", text.rstrip())
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _ignore(error: Exception | None, result: Any) -> None:
+    """The exchange reports its own failures (see ``WsgiApp._run``)."""
