@@ -13,6 +13,7 @@ died before answering closes its connection (the client may retry) rather than l
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,11 @@ _HTTP_REQUEST = int(EventType.HTTP_REQUEST)
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
 _WEBSOCKET_MESSAGE = int(EventType.WEBSOCKET_MESSAGE)
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
-_LAST_RECV_TIME, _LAST_DISPATCH_TIME = Conn.LAST_RECV_TIME, Conn.LAST_DISPATCH_TIME
+_LAST_RECV_TIME, _LAST_DISPATCH_TIME, _HTTP_WORKER_PID = (
+    Conn.LAST_RECV_TIME,
+    Conn.LAST_DISPATCH_TIME,
+    Conn.HTTP_WORKER_PID,
+)
 NO_WORKER = -1
 
 
@@ -55,7 +60,7 @@ class HttpReactorConnection(ReactorConnection):
         "http_throttled",
         "upgrade",
         "worker_id",
-        "worker_incarnation",
+        "worker_seen_dead",
         "close_timer",
     )
 
@@ -78,8 +83,8 @@ class HttpReactorConnection(ReactorConnection):
         self.http_throttled = False
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
         self.close_timer: asyncio.TimerHandle | None = None
-        self.worker_id = NO_WORKER  # the worker answering the current request
-        self.worker_incarnation = 0
+        self.worker_id = NO_WORKER  # the worker the current request went to
+        self.worker_seen_dead = False  # the last look found the process that took it gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -153,7 +158,8 @@ class HttpReactorConnection(ReactorConnection):
         self.table_d[self.base + _LAST_DISPATCH_TIME] = now
         self.counters.values[_DISPATCH] += 1
         self.worker_id = worker_id
-        self.worker_incarnation = reactor.shared.slot(worker_id)[Slot.INCARNATION]
+        self.worker_seen_dead = False
+        self.table_q[self.base + _HTTP_WORKER_PID] = 0  # the worker that takes it writes its pid
         reactor.to_worker(
             worker_id,
             codec.Message(
@@ -241,10 +247,24 @@ class HttpReactorConnection(ReactorConnection):
         return self.worker_id != NO_WORKER
 
     def worker_lost(self) -> bool:
-        """Whether the worker answering this connection's request is gone (killed before it answered)."""
-        if self.worker_id == NO_WORKER:
-            return False
-        return self.owner.shared.slot(self.worker_id)[Slot.INCARNATION] != self.worker_incarnation
+        """Whether the worker process that took this connection's request has died without answering: true at
+        the second look in a row that finds it gone, since its answer may still be in the pipe at the first.
+
+        Not the worker id's current process: a request still in a pipe is taken by whichever process reads that
+        pipe next (a replacement, after a crash or a reload), and one that a reloaded worker took is answered by
+        that old process while it drains."""
+        pid = self.table_q[self.base + _HTTP_WORKER_PID]
+        dead = False
+        if pid and self.worker_id != NO_WORKER:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                dead = True
+            except PermissionError:
+                pass  # it exists
+        lost = dead and self.worker_seen_dead
+        self.worker_seen_dead = dead
+        return lost
 
     def abandon(self) -> None:
         """The worker died with the request: close, so that the client may retry elsewhere."""

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .reactor_connection import HttpReactorConnection
     from .response import ResponseSink
 
+WATCH_INTERVAL = 0.5  # seconds between two looks at the connections whose request is with a worker
+
 
 class HttpApp(Protocol):
     """A hosted application (``HttpServer.mount``) that answers every HTTP request of a port in place of the
@@ -107,6 +109,7 @@ class HttpService:
             base = table.find(message.fd)
             if base < 0:
                 return  # the client left while the request travelled: nobody to answer
+            table.q[base + Conn.HTTP_WORKER_PID] = self.rt.worker_pid  # taken: see HttpReactorConnection.worker_lost
             head, body = unpack_request(message.data)
             remote_ip, remote_port = table.remote_ip(base), table.q[base + Conn.REMOTE_PORT]
             sink = SessionSink(self.rt, message.fd)
@@ -117,12 +120,12 @@ class HttpService:
             logger.warning("unexpected message type %d for an HTTP port", message.type)
 
     def watch_answer(self, conn: HttpReactorConnection) -> None:
-        """PROCESS mode: look after a connection whose request is with a worker, once a second until it is
+        """PROCESS mode: look after a connection whose request is with a worker, twice a second until it is
         answered, so that a worker killed meanwhile does not leave its client waiting forever."""
         watched = self._watched.get(conn.reactor_id)
         if watched is None:
             watched = self._watched[conn.reactor_id] = set()
-            asyncio.get_running_loop().call_later(1.0, self._sweep, conn.reactor_id)
+            asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._sweep, conn.reactor_id)
         watched.add(conn)
 
     def _sweep(self, reactor_id: int) -> None:
@@ -134,7 +137,7 @@ class HttpService:
                 watched.discard(conn)
                 conn.abandon()
         if watched:
-            asyncio.get_running_loop().call_later(1.0, self._sweep, reactor_id)
+            asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._sweep, reactor_id)
         else:
             del self._watched[reactor_id]
 

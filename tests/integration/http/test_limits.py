@@ -13,6 +13,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from httpkit import closed_by_server, connect, read_response, start_http_server, url
 from pyswoole.constants import ErrorCode
@@ -132,13 +133,13 @@ def test_a_header_section_over_http_header_max_size_gets_431(start_server, mode)
 
 
 def test_a_header_that_trickles_past_http_header_timeout_gets_408_and_is_closed(start_server, mode):
-    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=1)
+    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=0.5)
     with connect(server.port) as sock:
         started = time.monotonic()
         sock.sendall(b"GET / HTTP/1.1\r\n")
-        sock.settimeout(0.2)
+        sock.settimeout(0.1)
         answer = b""
-        while time.monotonic() - started < 5:  # a byte every 0.2 s: the slowloris client
+        while time.monotonic() - started < 5:  # a byte every 0.1 s: the slowloris client
             try:
                 sock.sendall(b"X")
                 answer = sock.recv(4096)
@@ -151,24 +152,24 @@ def test_a_header_that_trickles_past_http_header_timeout_gets_408_and_is_closed(
         elapsed = time.monotonic() - started
         answer += closed_by_server(sock)
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
-    assert 0.9 < elapsed < 2.5
+    assert 0.45 < elapsed < 2
     assert server.events("request") == []
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_http_header_timeout(start_server, mode):
-    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=1)
+    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=0.5)
     with connect(server.port) as silent, connect(server.port) as idle:
         idle.sendall(b"GET /?name=once HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(idle)[2] == b"hello once"
         answered = time.monotonic()
         assert closed_by_server(idle) == b""  # nothing was started: no 408, a plain close
-        assert 0.9 < time.monotonic() - answered < 2.5
+        assert 0.45 < time.monotonic() - answered < 2
         assert closed_by_server(silent) == b""
     assert len(server.wait_events("close", 2)) == 2
 
 
 def test_a_body_slower_than_http_header_timeout_is_not_cut(start_server, mode):
-    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=1)
+    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=0.5)
     with connect(server.port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsl")
         for piece in (b"ow", b"ly"):
@@ -183,18 +184,39 @@ def test_a_body_slower_than_http_header_timeout_is_not_cut(start_server, mode):
 
 
 def test_a_worker_killed_with_a_request_closes_that_connection_and_others_are_served(start_server):
-    server = start_http_server(start_server, "PROCESS", task_worker_num=0, worker_num=2)
-    with connect(server.port) as victim, httpx.Client(timeout=10) as other:
-        assert other.get(url(server, "/?name=before")).text == "hello before"
+    server = start_http_server(start_server, "PROCESS", task_worker_num=0, worker_num=1)
+    with connect(server.port) as victim, connect(server.port) as other:
         victim.sendall(b"GET /block?gate=never HTTP/1.1\r\nHost: x\r\n\r\n")
         blocked = server.wait_event("blocking")
         killed = time.monotonic()
         os.kill(blocked["pid"], signal.SIGKILL)
+        # Sent while the only worker is dead: it waits in the worker's pipe for the replacement, which answers it.
+        other.sendall(b"GET /?name=waiting HTTP/1.1\r\nHost: x\r\n\r\n")
         assert closed_by_server(victim, timeout=5) == b""
-        assert time.monotonic() - killed < 2.5
-        # The other keep-alive connection goes on, served by the other worker or the restarted one.
-        assert [other.get(url(server, f"/?name={i}")).text for i in range(4)] == [f"hello {i}" for i in range(4)]
-    server.wait_events("worker_start", 3)
+        assert time.monotonic() - killed < 3  # the reactor looks twice a second, and needs two looks
+        assert read_response(other)[2] == b"hello waiting"
+        other.sendall(b"GET /?name=again HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(other)[2] == b"hello again"
+    server.wait_events("worker_start", 2)
+
+
+def test_a_request_in_flight_across_a_reload_is_answered_by_its_old_worker(start_server):
+    server = start_http_server(start_server, "PROCESS", task_worker_num=0, worker_num=1, max_wait_time=10)
+    with connect(server.port) as slow:
+        slow.sendall(b"GET /hold?gate=finish HTTP/1.1\r\nHost: x\r\n\r\n")
+        old = server.wait_event("request", path="/hold")["pid"]
+        assert httpx.get(url(server, "/ask"), params={"expr": "server.reload()"}, timeout=10).json() is True
+        new = server.wait_events("worker_start", 2)[1]["pid"]
+        assert httpx.get(url(server, "/ask"), params={"expr": "os.getpid()"}, timeout=10).json() == new
+        # The old worker still drains its request: the reactor must not take it for dead (it looks twice a
+        # second, so 1.5 s covers several looks).
+        slow.settimeout(1.5)
+        with pytest.raises(TimeoutError):
+            slow.recv(1)
+        slow.settimeout(10)
+        server.release("finish")
+        assert read_response(slow)[2] == b"released"
+    assert old != new
 
 
 def garbage_client(port: int, stop: threading.Event, seed: int, answers: list[bytes]) -> None:
@@ -202,7 +224,7 @@ def garbage_client(port: int, stop: threading.Event, seed: int, answers: list[by
     rng = random.Random(seed)
     shapes = [
         lambda: rng.randbytes(rng.randint(1, 3000)),
-        lambda: b"GET /" + rng.randbytes(50) + b" HTTP/1.1\r\n\r\n",
+        lambda: b"GET /" + rng.randbytes(50) + b"\x01 HTTP/1.1\r\n\r\n",  # never a valid target
         lambda: b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + rng.randbytes(200),
         lambda: b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 70_000 + b"\r\n\r\n",
         lambda: b"GET / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
@@ -228,7 +250,7 @@ def test_garbage_from_20_clients_does_not_disturb_the_others(start_server, mode)
         thread.start()
     try:
         with httpx.Client(timeout=10) as client:
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 2
             served = 0
             while time.monotonic() < deadline:
                 body = f"payload {served}".encode() * (served % 7 + 1)
