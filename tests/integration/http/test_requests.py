@@ -245,5 +245,7 @@ def test_a_trickled_request_reaches_the_worker_whole_while_other_clients_are_ser
         _, _, body = read_response(slow)
         assert json.loads(body)["content"] == "".join(chr(65 + i) * 1000 for i in range(10))
         after = dispatch_count(client)
-    assert after - before == 12  # 10 requests, the slow one once, the second ask
+    # 10 requests, the slow one once (not once per piece), and the second ask: each ask may or may not see its
+    # own dispatch yet (the counters are published once per loop pass).
+    assert 11 <= after - before <= 13
     assert [event["body_size"] for event in server.events("request", path="/echo")] == [10000]
