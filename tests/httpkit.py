@@ -71,6 +71,12 @@ async def route_flood(request, response):
     response.end()
 
 
+def route_bulk(request, response):
+    for i in range(int(arg(request, "n", "10"))):  # written in one go: the loop cannot run meanwhile
+        response.write(bytes([65 + i % 26]) * 65536)
+    response.end()
+
+
 def route_raise(request, response):
     raise RuntimeError("the callback failed")
 

@@ -43,6 +43,7 @@ _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
 class HttpWorkerConnection(WorkerConnection):
     __slots__ = (
         "worker", "service", "conversation", "header_timer", "advancing", "throttled", "upgrade", "close_timer",
+        "stuck",
     )  # fmt: skip
 
     def __init__(self, worker: EventWorker, port: Port, handlers: PortHandlers, service: HttpService) -> None:
@@ -56,6 +57,7 @@ class HttpWorkerConnection(WorkerConnection):
         self.throttled = False  # reading stopped because too many requests wait
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
         self.close_timer: asyncio.TimerHandle | None = None  # a server-side close handshake's deadline
+        self.stuck = False  # the output stayed over socket_buffer_size while the loop ran: the client is not reading
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -134,7 +136,7 @@ class HttpWorkerConnection(WorkerConnection):
     def send(self, data: bytes) -> bool:
         if self.closed:
             return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
-        if self.overflow:  # a response streamed to a client that does not read: it cannot be completed
+        if self.stuck:  # a response streamed to a client that does not read: it cannot be completed
             logger.warning("session %d: output over socket_buffer_size; the response is cut, closed", self.session_id)
             self.worker.close(self.session_id, True)
             return self.worker.rt.fail(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
@@ -221,9 +223,20 @@ class HttpWorkerConnection(WorkerConnection):
 
     # Limits ------------------------------------------------------------------------------------------------
 
+    def pause_writing(self) -> None:
+        """The output is over socket_buffer_size. Writes go on until the loop has run once more: a callback that
+        blocks (a WSGI application) cannot let the client read meanwhile, so its whole response is buffered; one
+        that awaits between writes is refused (``send``) while the client still does not read."""
+        super().pause_writing()
+        asyncio.get_running_loop().call_soon(self._output_stuck)
+
+    def _output_stuck(self) -> None:
+        self.stuck = self.overflow
+
     def resume_writing(self) -> None:
         """The client has read enough of its answers: serve its next pipelined request (see ``_advance``)."""
         super().resume_writing()
+        self.stuck = False
         if not self.closed and self.upgrade is None:
             self._advance()
 

@@ -56,6 +56,15 @@ def test_write_streams_chunks_and_end_sends_the_last_one(start_server, mode):
         assert client.get(url(server, "/?name=after")).text == "hello after"  # the same connection goes on
 
 
+def test_a_blocking_callback_streams_more_than_socket_buffer_size_in_base_mode(start_server):
+    # The loop cannot run while the callback writes, so its whole output is buffered rather than refused. (In
+    # PROCESS mode the reactor drains meanwhile, and refuses a writer that gets socket_buffer_size ahead of it.)
+    server = start_http_server(start_server, "BASE", socket_buffer_size=1024 * 1024)
+    with httpx.stream("GET", url(server, "/bulk?n=160"), timeout=10) as answer:
+        received = b"".join(answer.iter_bytes())
+    assert received == b"".join(bytes([65 + i % 26]) * 65536 for i in range(160))
+
+
 def test_sendfile_sends_the_file_or_its_slice_with_a_type_from_the_extension(start_server, mode, tmp_path):
     server = start_http_server(start_server, mode)
     page = tmp_path / "page.json"
