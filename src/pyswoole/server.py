@@ -194,12 +194,12 @@ class Server:
         for port in self.ports:  # a bad TLS certificate raises here, before anything is started
             port.resolve_protocol(self._settings, port is self.ports[0], self._SPEAKS if port.is_stream else {})
         self._check_start(setting)
+        setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
+        self.setting = self._rt.setting = setting
         for port in self.ports:
             if port.speaks_http:
                 websocket = WebSocketService(self._rt, port) if port.speaks_websocket else None
                 port.app_protocol = HttpService(self._rt, port, websocket, self._app)
-        setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
-        self.setting = self._rt.setting = setting
         admin = boot.admin_server(setting)  # before anything forks: ValueError, or ServerError when in use
         if setting["daemonize"]:
             daemonize(setting.get("log_file"))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..constants import ErrorCode, EventType
 from ..ipc import codec
-from ..ipc.shm import Slot
+from ..ipc.shm import Slot, count_http_status
 from ..log import logger
 from ..runtime.worker import WorkerConnection
 from ..websocket.frames import parse_close_payload
@@ -119,8 +119,11 @@ class HttpWorkerConnection(WorkerConnection):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
                 self.write(reply.head + reply.body)
+                length = len(reply.body)
                 if reply.file is not None:
                     self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    length += reply.file.length
+                self.service.answers.answered(counters, head, self.remote_ip, reply.status, length, now)
                 self.finish(reply.keep_alive)
                 return
         self.service.serve(self.worker, head, body, self.session_id, self.remote_ip, self.remote_port, now, self)
@@ -129,6 +132,7 @@ class HttpWorkerConnection(WorkerConnection):
         """A request that cannot be served: its status, then close, whatever else the client sent."""
         logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
         self.write(error_response(status))
+        count_http_status(self.counters, status)
         self.worker.close(self.session_id)
 
     # The response's sink (http.response.ResponseSink) ---------------------------------------------------------

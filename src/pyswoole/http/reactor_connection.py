@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..constants import EventType
 from ..ipc import codec
-from ..ipc.shm import Conn, Slot
+from ..ipc.shm import Conn, Slot, count_http_status
 from ..log import logger
 from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
@@ -144,8 +144,11 @@ class HttpReactorConnection(ReactorConnection):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
                 self.owner.write(self, reply.head + reply.body)
+                length = len(reply.body)
                 if reply.file is not None:
                     self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    length += reply.file.length
+                self.service.answers.answered(self.counters, head, self.remote_ip, reply.status, length, _now())
                 self._answered(reply.keep_alive)
                 return
         reactor = self.owner
@@ -177,6 +180,7 @@ class HttpReactorConnection(ReactorConnection):
     def _reject(self, status: int, reason: str) -> None:
         logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
         self.owner.write(self, error_response(status))
+        count_http_status(self.counters, status)
         self.owner.force_close(self, flush=True)
 
     def _answered(self, keep_alive: bool) -> None:

@@ -146,7 +146,7 @@ class Response:
     """An HTTP response, as Swoole's ``Swoole\\Http\\Response`` (see the module docstring).
 
     ``head`` is the request answered (None for ``Response.create``: a GET over HTTP/1.1 with keep-alive).
-    The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code`` and ``keep_alive``.
+    The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code``, ``keep_alive`` and ``body_bytes``.
     """
 
     __slots__ = (
@@ -156,6 +156,7 @@ class Response:
         "ended",
         "detached",
         "keep_alive",
+        "body_bytes",
         "_open",
         "_head_open",
         "_status_line",
@@ -179,10 +180,15 @@ class Response:
         self._status_line = STATUS_200
         self.headers_sent = self.ended = self.detached = False
         self.keep_alive = True  # final once the headers are sent
+        self.body_bytes = 0  # of the body handed to the sink (for the access log)
         self._open = True  # not ended, not detached
         self._head_open = True  # ... and the headers not sent
         self._streaming = False  # write() sent the headers
         self._chunked = False  # ... with Transfer-Encoding: chunked
+
+    def header_pairs(self) -> list[tuple[bytes, bytes]]:
+        """The headers the application set, as (lower-cased name, value) pairs (for the access log)."""
+        return [(name.encode("latin-1"), value.encode()) for name, (_, value) in self._headers.items()]
 
     @classmethod
     def create(cls, server: Any, fd: int) -> Response:
@@ -394,6 +400,7 @@ class Response:
                 out = self._build_head(length, extra)
             else:
                 out = self._build_head(len(body), extra, body)
+                self.body_bytes = len(body)
         self._close()
         if not self._sink.send(out):
             return False
@@ -446,6 +453,8 @@ class Response:
             return True
         else:
             out = self._chunk(body)
+        if not no_body:
+            self.body_bytes += len(body)
         if not self._sink.send(out):
             self._close()
             return False
@@ -459,6 +468,7 @@ class Response:
         if not self._no_body():
             if body:
                 out = self._chunk(body)
+                self.body_bytes += len(body)
             if self._chunked:
                 out += b"0\r\n\r\n"
         self._close()
@@ -491,8 +501,10 @@ class Response:
         self._close()
         if not self._sink.send(out):
             return False
-        if length and not self._no_body() and not self._sink.sendfile(filename, offset, length):
-            return False
+        if length and not self._no_body():
+            if not self._sink.sendfile(filename, offset, length):
+                return False
+            self.body_bytes = length
         self._sink.finish(self.keep_alive)
         return True
 

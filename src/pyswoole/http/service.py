@@ -21,6 +21,7 @@ from ..constants import EventType
 from ..ipc import codec
 from ..ipc.shm import Conn
 from ..log import logger
+from .answers import Answers
 from .headers import error_response
 from .options import HttpOptions
 from .parser import RequestHead, RequestParser, unpack_request
@@ -69,6 +70,7 @@ class HttpService:
         self.websocket = websocket
         self.app = app
         self.scheme = "https" if port.ssl else "http"
+        self.answers = Answers(rt.setting["http_access_log"], rt.setting["http_access_log_format"])
         protocol = port.protocol
         self.options = HttpOptions.from_settings(protocol)
         self.max_header_size: int = protocol["http_header_max_size"]
@@ -179,5 +181,10 @@ class HttpService:
                     sink.finish(False)  # the response had started: all that is left is to close
             elif not response.ended and not response.detached:
                 response.end()
+            if response.ended:
+                answers = self.answers
+                pairs = response.header_pairs() if answers.enabled else ()
+                answers.answered(worker.counters, head, remote_addr, response.status_code, response.body_bytes,
+                                 master_time, pairs)  # fmt: skip
 
         worker.serve_unit("Request", callback, (request, response), done)
