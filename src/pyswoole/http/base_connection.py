@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now = time.time
+_monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
@@ -42,7 +43,7 @@ _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
 
 class HttpWorkerConnection(WorkerConnection):
     __slots__ = (
-        "worker", "service", "conversation", "header_timer", "advancing", "throttled", "upgrade", "close_timer",
+        "worker", "service", "conversation", "owing_since", "advancing", "throttled", "upgrade", "close_timer",
         "stuck",
     )  # fmt: skip
 
@@ -52,7 +53,8 @@ class HttpWorkerConnection(WorkerConnection):
         self.worker = worker
         self.service = service
         self.conversation = Conversation(service.new_parser(), service.max_body_size)
-        self.header_timer: asyncio.TimerHandle | None = None
+        # When the client began to owe a complete header section (time.monotonic; 0: it owes none now).
+        self.owing_since = 0.0
         self.advancing = False  # inside _advance: a response finished meanwhile is picked up by its loop
         self.throttled = False  # reading stopped because too many requests wait
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
@@ -62,6 +64,7 @@ class HttpWorkerConnection(WorkerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.ready:
+            self.service.track(self)
             self._watch_header()
 
     def data_received(self, data: bytes) -> None:
@@ -92,6 +95,7 @@ class HttpWorkerConnection(WorkerConnection):
                 item = conversation.next()
                 if item is None:
                     break
+                self.owing_since = 0.0
                 if type(item) is tuple:
                     self._serve(item)
                 elif type(item) is ParseError:
@@ -245,20 +249,23 @@ class HttpWorkerConnection(WorkerConnection):
             self._advance()
 
     def _watch_header(self) -> None:
-        """``http_header_timeout``: armed while the client owes a complete header section, never re-armed by
-        the bytes of a header that trickles in."""
+        """``http_header_timeout``: note when the client began to owe a complete header section (a new connection,
+        an answered request); the service's sweep closes it once that is too long ago, however the header
+        trickles in meanwhile."""
+        if self.upgrade is None and self.conversation.awaiting_head:
+            if self.owing_since == 0.0:
+                self.owing_since = _monotonic()
+        else:
+            self.owing_since = 0.0  # a request is being answered, or its body is arriving
+
+    def sweep(self, now: float) -> None:
+        """The service's look, twice a second: is the client too late with its header section?"""
         timeout = self.service.header_timeout
-        if timeout and not self.closed and self.upgrade is None and self.conversation.awaiting_head:
-            if self.header_timer is None:
-                self.header_timer = asyncio.get_running_loop().call_later(timeout, self._header_timed_out)
-        elif self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        if timeout and self.owing_since and now - self.owing_since >= timeout and not self.closed:
+            self._header_timed_out()
 
     def _header_timed_out(self) -> None:
-        self.header_timer = None
-        if self.closed:
-            return
+        self.owing_since = 0.0
         if self.conversation.parser.in_head:
             logger.info(
                 "session %d from %s: no complete request header within %s s (http_header_timeout); closed",
@@ -284,8 +291,8 @@ class HttpWorkerConnection(WorkerConnection):
                 transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.close_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.close_timer = None
+        self.service.untrack(self)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         super().connection_lost(exc)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now = time.time
+_monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH = Slot.RECV_BYTES, Slot.DISPATCH
 _HTTP_REQUEST = int(EventType.HTTP_REQUEST)
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
@@ -55,7 +56,7 @@ class HttpReactorConnection(ReactorConnection):
         "owner",
         "service",
         "conversation",
-        "header_timer",
+        "owing_since",
         "advancing",
         "http_throttled",
         "upgrade",
@@ -78,7 +79,8 @@ class HttpReactorConnection(ReactorConnection):
         self.owner = reactor
         self.service = service
         self.conversation = Conversation(service.new_parser(), service.max_body_size)
-        self.header_timer: asyncio.TimerHandle | None = None
+        # When the client began to owe a complete header section (time.monotonic; 0: it owes none now).
+        self.owing_since = 0.0
         self.advancing = False
         self.http_throttled = False
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
@@ -89,6 +91,7 @@ class HttpReactorConnection(ReactorConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.ready:
+            self.service.track(self)
             self._watch_header()
 
     def data_received(self, data: bytes) -> None:
@@ -120,6 +123,7 @@ class HttpReactorConnection(ReactorConnection):
                 item = conversation.next()
                 if item is None:
                     break
+                self.owing_since = 0.0
                 if type(item) is tuple:
                     self._serve(item)
                 elif type(item) is ParseError:
@@ -175,7 +179,6 @@ class HttpReactorConnection(ReactorConnection):
                 pack_request(head, body),
             ),
         )
-        self.service.watch_answer(self)
 
     def _reject(self, status: int, reason: str) -> None:
         logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
@@ -289,18 +292,26 @@ class HttpReactorConnection(ReactorConnection):
             self._advance()
 
     def _watch_header(self) -> None:
+        """``http_header_timeout``: note when the client began to owe a complete header section (a new connection,
+        an answered request); the service's sweep closes it once that is too long ago, however the header
+        trickles in meanwhile."""
+        if self.upgrade is None and self.conversation.awaiting_head:
+            if self.owing_since == 0.0:
+                self.owing_since = _monotonic()
+        else:
+            self.owing_since = 0.0  # a request is being answered, or its body is arriving
+
+    def sweep(self, now: float) -> None:
+        """The service's look, twice a second: is the client too late with its header section, or did the worker
+        that has its request die?"""
         timeout = self.service.header_timeout
-        if timeout and not self.closed and self.upgrade is None and self.conversation.awaiting_head:
-            if self.header_timer is None:
-                self.header_timer = asyncio.get_running_loop().call_later(timeout, self._header_timed_out)
-        elif self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        if timeout and self.owing_since and now - self.owing_since >= timeout and not self.closed:
+            self._header_timed_out()
+        elif self.worker_id != NO_WORKER and not self.closed and self.worker_lost():
+            self.abandon()
 
     def _header_timed_out(self) -> None:
-        self.header_timer = None
-        if self.closed:
-            return
+        self.owing_since = 0.0
         if self.conversation.parser.in_head:
             logger.info(
                 "session %d from %s: no complete request header within %s s (http_header_timeout); closed",
@@ -325,8 +336,8 @@ class HttpReactorConnection(ReactorConnection):
                 transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.close_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.close_timer = None
+        self.service.untrack(self)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         super().connection_lost(exc)

@@ -15,6 +15,8 @@ removed once the callback is over.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..constants import EventType
@@ -37,10 +39,14 @@ if TYPE_CHECKING:
     from ..runtime.reactor import ReactorThread
     from ..runtime.worker import EventWorker
     from ..websocket.service import UpgradeSink, WebSocketService
-    from .reactor_connection import HttpReactorConnection
     from .response import ResponseSink
 
-WATCH_INTERVAL = 0.5  # seconds between two looks at the connections whose request is with a worker
+
+SWEEP_INTERVAL = 0.5  # seconds between looks at a thread's HTTP connections (header deadlines, lost workers)
+
+
+class SweptConnection(Protocol):
+    def sweep(self, now: float) -> None: ...
 
 
 class HttpApp(Protocol):
@@ -76,7 +82,7 @@ class HttpService:
         self.max_header_size: int = protocol["http_header_max_size"]
         self.max_body_size: int = protocol["package_max_length"]
         self.header_timeout: float = protocol["http_header_timeout"]
-        self._watched: dict[int, set[HttpReactorConnection]] = {}  # by reactor thread: see watch_answer
+        self._tracked: dict[int, set[SweptConnection]] = {}  # by thread (a worker's loop, a reactor's): see track
         document_root = protocol.get("document_root")
         self.static: StaticFiles | None = None
         if protocol["enable_static_handler"] and document_root:
@@ -121,27 +127,30 @@ class HttpService:
         else:
             logger.warning("unexpected message type %d for an HTTP port", message.type)
 
-    def watch_answer(self, conn: HttpReactorConnection) -> None:
-        """PROCESS mode: look after a connection whose request is with a worker, twice a second until it is
-        answered, so that a worker killed meanwhile does not leave its client waiting forever."""
-        watched = self._watched.get(conn.reactor_id)
-        if watched is None:
-            watched = self._watched[conn.reactor_id] = set()
-            asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._sweep, conn.reactor_id)
-        watched.add(conn)
+    def track(self, conn: SweptConnection) -> None:
+        """Look after a connection of this port, twice a second in its own thread's loop, until it is lost: its
+        header deadline, and in PROCESS mode the worker process that has its request (``sweep``)."""
+        thread = threading.get_ident()
+        tracked = self._tracked.get(thread)
+        if tracked is None:
+            tracked = self._tracked[thread] = set()
+            asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep, thread)
+        tracked.add(conn)
 
-    def _sweep(self, reactor_id: int) -> None:
-        watched = self._watched[reactor_id]
-        for conn in list(watched):
-            if conn.closed or not conn.waiting_for_worker:
-                watched.discard(conn)
-            elif conn.worker_lost():
-                watched.discard(conn)
-                conn.abandon()
-        if watched:
-            asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._sweep, reactor_id)
+    def untrack(self, conn: SweptConnection) -> None:
+        tracked = self._tracked.get(threading.get_ident())
+        if tracked is not None:
+            tracked.discard(conn)
+
+    def _sweep(self, thread: int) -> None:
+        tracked = self._tracked[thread]
+        now = time.monotonic()
+        for conn in list(tracked):
+            conn.sweep(now)
+        if tracked:
+            asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep, thread)
         else:
-            del self._watched[reactor_id]
+            del self._tracked[thread]
 
     # The worker side ----------------------------------------------------------------------------------------
 

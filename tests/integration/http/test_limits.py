@@ -168,6 +168,19 @@ def test_an_idle_keep_alive_connection_is_closed_after_http_header_timeout(start
     assert len(server.wait_events("close", 2)) == 2
 
 
+def test_a_busy_keep_alive_connection_outlives_http_header_timeout(start_server, mode):
+    server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=0.5)
+    with connect(server.port) as sock:
+        started = time.monotonic()
+        answered = 0
+        while time.monotonic() - started < 2.0:  # four header timeouts, each request well within one
+            sock.sendall(b"GET /?name=busy HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = read_response(sock)
+            assert (status, body) == (b"HTTP/1.1 200 OK", b"hello busy")
+            answered += 1
+    assert answered >= 10
+
+
 def test_a_body_slower_than_http_header_timeout_is_not_cut(start_server, mode):
     server = start_http_server(start_server, mode, task_worker_num=0, http_header_timeout=0.5)
     with connect(server.port) as sock:
