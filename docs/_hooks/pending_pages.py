@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-PENDING = frozenset({"http.md", "hosting.md", "cluster.md"})
+PENDING = frozenset({"hosting.md", "cluster.md"})
 
 log = logging.getLogger("mkdocs.hooks.pending_pages")
 

@@ -78,6 +78,7 @@ class ErrorCode(enum.IntEnum):
 
     SUCCESS = 0
     NO_PAYLOAD = 550
+    FILE_NOT_EXIST = 700  # sendfile(): the file cannot be opened
     UNREGISTERED_SIGNAL = 721
     SESSION_CLOSED_BY_SERVER = 1001
     SESSION_CLOSED_BY_CLIENT = 1002
@@ -102,6 +103,7 @@ class ErrorCode(enum.IntEnum):
     ONLY_START_ONE = 9008
     SEND_IN_MASTER = 9009
     INVALID_COMMAND = 9012
+    SERVER_IS_NOT_REGULAR_FILE = 9013  # sendfile(): a folder, a device...
     SEND_TO_WORKER_TIMEOUT = 9014
     INVALID_CALLBACK = 9015
     WORKER_EXIT_TIMEOUT = 9101

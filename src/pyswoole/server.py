@@ -197,12 +197,12 @@ class Server:
         self._check_start(setting)
         if setting.get("cluster"):
             self.cluster.prepare(setting)
+        setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
+        self.setting = self._rt.setting = setting
         for port in self.ports:
             if port.speaks_http:
                 websocket = WebSocketService(self._rt, port) if port.speaks_websocket else None
                 port.app_protocol = HttpService(self._rt, port, websocket, self._app)
-        setting["heartbeat_check_interval"] = self._heartbeat_interval(setting["heartbeat_check_interval"])
-        self.setting = self._rt.setting = setting
         admin = boot.admin_server(setting)  # before anything forks: ValueError, or ServerError when in use
         if setting["daemonize"]:
             daemonize(setting.get("log_file"))

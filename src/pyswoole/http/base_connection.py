@@ -4,8 +4,10 @@ Bytes are parsed here (``Conversation``), each whole request is answered here by
 connection is the response's sink: its bytes go straight to the transport), static files are served without a
 callback, and after an accepted upgrade the connection becomes a WebSocket session of this worker.
 
-Invariants: requests are answered one at a time, in order; reading stops while too much waits unanswered;
-a client that does not send a complete header section within ``http_header_timeout`` is closed.
+Invariants: requests are answered one at a time, in order; the next one waits while the output is over
+``socket_buffer_size`` (a client that does not read its answers), and reading stops while too much waits
+unanswered, so a connection's memory stays bounded whatever the client sends; a client that does not send a
+complete header section within ``http_header_timeout`` is closed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..constants import ErrorCode, EventType
 from ..ipc import codec
-from ..ipc.shm import Slot
+from ..ipc.shm import Slot, count_http_status
 from ..log import logger
 from ..runtime.worker import WorkerConnection
 from ..websocket.frames import parse_close_payload
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now = time.time
+_monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
@@ -40,7 +43,8 @@ _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
 
 class HttpWorkerConnection(WorkerConnection):
     __slots__ = (
-        "worker", "service", "conversation", "header_timer", "advancing", "throttled", "upgrade", "close_timer",
+        "worker", "service", "conversation", "owing_since", "advancing", "throttled", "upgrade", "close_timer",
+        "stuck",
     )  # fmt: skip
 
     def __init__(self, worker: EventWorker, port: Port, handlers: PortHandlers, service: HttpService) -> None:
@@ -49,15 +53,18 @@ class HttpWorkerConnection(WorkerConnection):
         self.worker = worker
         self.service = service
         self.conversation = Conversation(service.new_parser(), service.max_body_size)
-        self.header_timer: asyncio.TimerHandle | None = None
+        # When the client began to owe a complete header section (time.monotonic; 0: it owes none now).
+        self.owing_since = 0.0
         self.advancing = False  # inside _advance: a response finished meanwhile is picked up by its loop
         self.throttled = False  # reading stopped because too many requests wait
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
         self.close_timer: asyncio.TimerHandle | None = None  # a server-side close handshake's deadline
+        self.stuck = False  # the output stayed over socket_buffer_size while the loop ran: the client is not reading
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.ready:
+            self.service.track(self)
             self._watch_header()
 
     def data_received(self, data: bytes) -> None:
@@ -78,16 +85,17 @@ class HttpWorkerConnection(WorkerConnection):
         self._advance()
 
     def _advance(self) -> None:
-        """Answer what is ready, in order, while nothing is being answered."""
+        """Answer what is ready, in order, while nothing is being answered and the client reads what it got."""
         if self.advancing:
             return
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed:
+            while not self.closed and not self.overflow:
                 item = conversation.next()
                 if item is None:
                     break
+                self.owing_since = 0.0
                 if type(item) is tuple:
                     self._serve(item)
                 elif type(item) is ParseError:
@@ -115,8 +123,11 @@ class HttpWorkerConnection(WorkerConnection):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
                 self.write(reply.head + reply.body)
+                length = len(reply.body)
                 if reply.file is not None:
                     self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    length += reply.file.length
+                self.service.answers.answered(counters, head, self.remote_ip, reply.status, length, now)
                 self.finish(reply.keep_alive)
                 return
         self.service.serve(self.worker, head, body, self.session_id, self.remote_ip, self.remote_port, now, self)
@@ -125,6 +136,7 @@ class HttpWorkerConnection(WorkerConnection):
         """A request that cannot be served: its status, then close, whatever else the client sent."""
         logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
         self.write(error_response(status))
+        count_http_status(self.counters, status)
         self.worker.close(self.session_id)
 
     # The response's sink (http.response.ResponseSink) ---------------------------------------------------------
@@ -132,6 +144,10 @@ class HttpWorkerConnection(WorkerConnection):
     def send(self, data: bytes) -> bool:
         if self.closed:
             return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
+        if self.stuck:  # a response streamed to a client that does not read: it cannot be completed
+            logger.warning("session %d: output over socket_buffer_size; the response is cut, closed", self.session_id)
+            self.worker.close(self.session_id, True)
+            return self.worker.rt.fail(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
         self.write(data)
         counters = self.counters
         counts = counters.values
@@ -215,21 +231,41 @@ class HttpWorkerConnection(WorkerConnection):
 
     # Limits ------------------------------------------------------------------------------------------------
 
+    def pause_writing(self) -> None:
+        """The output is over socket_buffer_size. Writes go on until the loop has run once more: a callback that
+        blocks (a WSGI application) cannot let the client read meanwhile, so its whole response is buffered; one
+        that awaits between writes is refused (``send``) while the client still does not read."""
+        super().pause_writing()
+        asyncio.get_running_loop().call_soon(self._output_stuck)
+
+    def _output_stuck(self) -> None:
+        self.stuck = self.overflow
+
+    def resume_writing(self) -> None:
+        """The client has read enough of its answers: serve its next pipelined request (see ``_advance``)."""
+        super().resume_writing()
+        self.stuck = False
+        if not self.closed and self.upgrade is None:
+            self._advance()
+
     def _watch_header(self) -> None:
-        """``http_header_timeout``: armed while the client owes a complete header section, never re-armed by
-        the bytes of a header that trickles in."""
+        """``http_header_timeout``: note when the client began to owe a complete header section (a new connection,
+        an answered request); the service's sweep closes it once that is too long ago, however the header
+        trickles in meanwhile."""
+        if self.upgrade is None and self.conversation.awaiting_head:
+            if self.owing_since == 0.0:
+                self.owing_since = _monotonic()
+        else:
+            self.owing_since = 0.0  # a request is being answered, or its body is arriving
+
+    def sweep(self, now: float) -> None:
+        """The service's look, twice a second: is the client too late with its header section?"""
         timeout = self.service.header_timeout
-        if timeout and not self.closed and self.upgrade is None and self.conversation.awaiting_head:
-            if self.header_timer is None:
-                self.header_timer = asyncio.get_running_loop().call_later(timeout, self._header_timed_out)
-        elif self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        if timeout and self.owing_since and now - self.owing_since >= timeout and not self.closed:
+            self._header_timed_out()
 
     def _header_timed_out(self) -> None:
-        self.header_timer = None
-        if self.closed:
-            return
+        self.owing_since = 0.0
         if self.conversation.parser.in_head:
             logger.info(
                 "session %d from %s: no complete request header within %s s (http_header_timeout); closed",
@@ -255,8 +291,8 @@ class HttpWorkerConnection(WorkerConnection):
                 transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.close_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.close_timer = None
+        self.service.untrack(self)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         super().connection_lost(exc)

@@ -7,8 +7,9 @@ protocol error, or the upgrade that follows a request) once the previous answer 
 
 Invariants: at most one item is being answered at a time, so answers leave in the order requests came; what
 waits is bounded by ``max_queued`` bytes of bodies plus the parser's own bounds (``over_limit`` tells the owner to
-stop reading until the queue drains); a ``100 Continue`` is only ever sent while nothing else is being answered,
-so it can never land inside another response.
+stop reading until the queue drains); a ``100 Continue`` is only ever sent while nothing else is being answered or
+waits to be (so it can never land inside or before another response), and never once the client has started to
+send the body it was for.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from __future__ import annotations
 from collections import deque
 
 from .headers import CONTINUE_RESPONSE as CONTINUE
-from .parser import ParseError, RequestCollector, RequestHead, RequestParser, Upgraded, WholeRequest
+from .parser import (
+    BodyData,
+    ParseError,
+    RequestCollector,
+    RequestEnd,
+    RequestHead,
+    RequestParser,
+    Upgraded,
+    WholeRequest,
+)
 
 Item = WholeRequest | ParseError | Upgraded
 
@@ -45,12 +55,20 @@ class Conversation:
             return b""
         events = self.parser.feed(data)
         interim = b""
+        waiting = self.busy or bool(self._queue)  # an answer is due before any other bytes
         for event in events:
-            if type(event) is RequestHead and event.expect_continue:
-                if self.busy or self._queue:
-                    self._owed_continue = True
-                else:
-                    interim = CONTINUE
+            kind = type(event)
+            if kind is RequestHead:
+                if event.expect_continue:  # type: ignore[union-attr]
+                    if waiting:
+                        self._owed_continue = True
+                    else:
+                        interim = CONTINUE
+            elif kind is BodyData or kind is RequestEnd:
+                # A body that comes without waiting for the 100 needs none (a late one would land in the answer).
+                self._owed_continue = False
+                if kind is RequestEnd:
+                    waiting = True  # a request that ended in this feed is answered before the next gets its 100
         for item in self._collector.collect(events):
             if type(item) is Upgraded:
                 self._upgraded = bytearray(item.rest)

@@ -5,19 +5,21 @@ slow client never holds a worker; the worker's response comes back as plain send
 lets the next pipelined request go. Static files, malformed requests and the header timeout are answered here
 without a worker.
 
-Invariants: at most one request of a connection is with a worker; a request whose worker died before
-answering closes its connection (the client may retry) rather than leaving it waiting forever.
+Invariants: at most one request of a connection is with a worker, and none while the output is over the high
+watermark (a client that does not read its answers; reading stops once enough waits); a request whose worker
+died before answering closes its connection (the client may retry) rather than leaving it waiting forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import TYPE_CHECKING
 
 from ..constants import EventType
 from ..ipc import codec
-from ..ipc.shm import Conn, Slot
+from ..ipc.shm import Conn, Slot, count_http_status
 from ..log import logger
 from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
@@ -35,12 +37,17 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now = time.time
+_monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH = Slot.RECV_BYTES, Slot.DISPATCH
 _HTTP_REQUEST = int(EventType.HTTP_REQUEST)
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
 _WEBSOCKET_MESSAGE = int(EventType.WEBSOCKET_MESSAGE)
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
-_LAST_RECV_TIME, _LAST_DISPATCH_TIME = Conn.LAST_RECV_TIME, Conn.LAST_DISPATCH_TIME
+_LAST_RECV_TIME, _LAST_DISPATCH_TIME, _HTTP_WORKER_PID = (
+    Conn.LAST_RECV_TIME,
+    Conn.LAST_DISPATCH_TIME,
+    Conn.HTTP_WORKER_PID,
+)
 NO_WORKER = -1
 
 
@@ -49,12 +56,12 @@ class HttpReactorConnection(ReactorConnection):
         "owner",
         "service",
         "conversation",
-        "header_timer",
+        "owing_since",
         "advancing",
         "http_throttled",
         "upgrade",
         "worker_id",
-        "worker_incarnation",
+        "worker_seen_dead",
         "close_timer",
     )
 
@@ -72,17 +79,19 @@ class HttpReactorConnection(ReactorConnection):
         self.owner = reactor
         self.service = service
         self.conversation = Conversation(service.new_parser(), service.max_body_size)
-        self.header_timer: asyncio.TimerHandle | None = None
+        # When the client began to owe a complete header section (time.monotonic; 0: it owes none now).
+        self.owing_since = 0.0
         self.advancing = False
         self.http_throttled = False
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
         self.close_timer: asyncio.TimerHandle | None = None
-        self.worker_id = NO_WORKER  # the worker answering the current request
-        self.worker_incarnation = 0
+        self.worker_id = NO_WORKER  # the worker the current request went to
+        self.worker_seen_dead = False  # the last look found the process that took it gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.ready:
+            self.service.track(self)
             self._watch_header()
 
     def data_received(self, data: bytes) -> None:
@@ -110,10 +119,11 @@ class HttpReactorConnection(ReactorConnection):
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed:
+            while not self.closed and not self.overflow:  # overflow: the client does not read its answers
                 item = conversation.next()
                 if item is None:
                     break
+                self.owing_since = 0.0
                 if type(item) is tuple:
                     self._serve(item)
                 elif type(item) is ParseError:
@@ -138,8 +148,11 @@ class HttpReactorConnection(ReactorConnection):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
                 self.owner.write(self, reply.head + reply.body)
+                length = len(reply.body)
                 if reply.file is not None:
                     self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    length += reply.file.length
+                self.service.answers.answered(self.counters, head, self.remote_ip, reply.status, length, _now())
                 self._answered(reply.keep_alive)
                 return
         reactor = self.owner
@@ -152,7 +165,8 @@ class HttpReactorConnection(ReactorConnection):
         self.table_d[self.base + _LAST_DISPATCH_TIME] = now
         self.counters.values[_DISPATCH] += 1
         self.worker_id = worker_id
-        self.worker_incarnation = reactor.shared.slot(worker_id)[Slot.INCARNATION]
+        self.worker_seen_dead = False
+        self.table_q[self.base + _HTTP_WORKER_PID] = 0  # the worker that takes it writes its pid
         reactor.to_worker(
             worker_id,
             codec.Message(
@@ -165,11 +179,11 @@ class HttpReactorConnection(ReactorConnection):
                 pack_request(head, body),
             ),
         )
-        self.service.watch_answer(self)
 
     def _reject(self, status: int, reason: str) -> None:
         logger.info("session %d from %s: %d %s; closed", self.session_id, self.remote_ip, status, reason)
         self.owner.write(self, error_response(status))
+        count_http_status(self.counters, status)
         self.owner.force_close(self, flush=True)
 
     def _answered(self, keep_alive: bool) -> None:
@@ -240,10 +254,24 @@ class HttpReactorConnection(ReactorConnection):
         return self.worker_id != NO_WORKER
 
     def worker_lost(self) -> bool:
-        """Whether the worker answering this connection's request is gone (killed before it answered)."""
-        if self.worker_id == NO_WORKER:
-            return False
-        return self.owner.shared.slot(self.worker_id)[Slot.INCARNATION] != self.worker_incarnation
+        """Whether the worker process that took this connection's request has died without answering: true at
+        the second look in a row that finds it gone, since its answer may still be in the pipe at the first.
+
+        Not the worker id's current process: a request still in a pipe is taken by whichever process reads that
+        pipe next (a replacement, after a crash or a reload), and one that a reloaded worker took is answered by
+        that old process while it drains."""
+        pid = self.table_q[self.base + _HTTP_WORKER_PID]
+        dead = False
+        if pid and self.worker_id != NO_WORKER:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                dead = True
+            except PermissionError:
+                pass  # it exists
+        lost = dead and self.worker_seen_dead
+        self.worker_seen_dead = dead
+        return lost
 
     def abandon(self) -> None:
         """The worker died with the request: close, so that the client may retry elsewhere."""
@@ -257,19 +285,33 @@ class HttpReactorConnection(ReactorConnection):
 
     # Limits ------------------------------------------------------------------------------------------------
 
+    def resume_writing(self) -> None:
+        """The client has read enough of its answers: serve its next pipelined request (see ``_advance``)."""
+        super().resume_writing()
+        if not self.closed and self.upgrade is None:
+            self._advance()
+
     def _watch_header(self) -> None:
+        """``http_header_timeout``: note when the client began to owe a complete header section (a new connection,
+        an answered request); the service's sweep closes it once that is too long ago, however the header
+        trickles in meanwhile."""
+        if self.upgrade is None and self.conversation.awaiting_head:
+            if self.owing_since == 0.0:
+                self.owing_since = _monotonic()
+        else:
+            self.owing_since = 0.0  # a request is being answered, or its body is arriving
+
+    def sweep(self, now: float) -> None:
+        """The service's look, twice a second: is the client too late with its header section, or did the worker
+        that has its request die?"""
         timeout = self.service.header_timeout
-        if timeout and not self.closed and self.upgrade is None and self.conversation.awaiting_head:
-            if self.header_timer is None:
-                self.header_timer = asyncio.get_running_loop().call_later(timeout, self._header_timed_out)
-        elif self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        if timeout and self.owing_since and now - self.owing_since >= timeout and not self.closed:
+            self._header_timed_out()
+        elif self.worker_id != NO_WORKER and not self.closed and self.worker_lost():
+            self.abandon()
 
     def _header_timed_out(self) -> None:
-        self.header_timer = None
-        if self.closed:
-            return
+        self.owing_since = 0.0
         if self.conversation.parser.in_head:
             logger.info(
                 "session %d from %s: no complete request header within %s s (http_header_timeout); closed",
@@ -294,8 +336,8 @@ class HttpReactorConnection(ReactorConnection):
                 transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self.header_timer, self.close_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.close_timer = None
+        self.service.untrack(self)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         super().connection_lost(exc)

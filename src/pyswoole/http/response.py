@@ -37,11 +37,6 @@ from .options import HttpOptions
 from .parser import RequestHead
 from .sink import SessionSink
 
-# Swoole's error numbers that pyswoole.constants.ErrorCode does not list (yet).
-HTTP_CONTEXT_UNAVAILABLE = 7106
-FILE_NOT_EXIST = 700
-SERVER_IS_NOT_REGULAR_FILE = 9013
-
 DEFAULT_OPTIONS = HttpOptions()
 STATUS_200 = STATUS_LINES[200]
 # Headers whose lines the response writes itself whatever the application set.
@@ -151,7 +146,7 @@ class Response:
     """An HTTP response, as Swoole's ``Swoole\\Http\\Response`` (see the module docstring).
 
     ``head`` is the request answered (None for ``Response.create``: a GET over HTTP/1.1 with keep-alive).
-    The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code`` and ``keep_alive``.
+    The glue reads ``ended``, ``detached``, ``headers_sent``, ``status_code``, ``keep_alive`` and ``body_bytes``.
     """
 
     __slots__ = (
@@ -161,6 +156,7 @@ class Response:
         "ended",
         "detached",
         "keep_alive",
+        "body_bytes",
         "_open",
         "_head_open",
         "_status_line",
@@ -184,10 +180,15 @@ class Response:
         self._status_line = STATUS_200
         self.headers_sent = self.ended = self.detached = False
         self.keep_alive = True  # final once the headers are sent
+        self.body_bytes = 0  # of the body handed to the sink (for the access log)
         self._open = True  # not ended, not detached
         self._head_open = True  # ... and the headers not sent
         self._streaming = False  # write() sent the headers
         self._chunked = False  # ... with Transfer-Encoding: chunked
+
+    def header_pairs(self) -> list[tuple[bytes, bytes]]:
+        """The headers the application set, as (lower-cased name, value) pairs (for the access log)."""
+        return [(name.encode("latin-1"), value.encode()) for name, (_, value) in self._headers.items()]
 
     @classmethod
     def create(cls, server: Any, fd: int) -> Response:
@@ -206,12 +207,12 @@ class Response:
         return self._sink.fail(code)
 
     def _unavailable(self) -> bool:
-        return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the response is unavailable (ended or detached)")
+        return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "the response is unavailable (ended or detached)")
 
     def _headers_gone(self) -> bool:
         if not self._open:
             return self._unavailable()
-        return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
+        return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "the headers were sent already")
 
     def _close(self) -> None:
         """The response is ended (its headers sent, or failed to send): it takes nothing more."""
@@ -399,6 +400,7 @@ class Response:
                 out = self._build_head(length, extra)
             else:
                 out = self._build_head(len(body), extra, body)
+                self.body_bytes = len(body)
         self._close()
         if not self._sink.send(out):
             return False
@@ -451,6 +453,8 @@ class Response:
             return True
         else:
             out = self._chunk(body)
+        if not no_body:
+            self.body_bytes += len(body)
         if not self._sink.send(out):
             self._close()
             return False
@@ -464,6 +468,7 @@ class Response:
         if not self._no_body():
             if body:
                 out = self._chunk(body)
+                self.body_bytes += len(body)
             if self._chunked:
                 out += b"0\r\n\r\n"
         self._close()
@@ -477,15 +482,15 @@ class Response:
         if not self._open:
             return self._unavailable()
         if self._streaming:
-            return self._refuse(HTTP_CONTEXT_UNAVAILABLE, "sendfile() after write()")
+            return self._refuse(ErrorCode.HTTP_CONTEXT_UNAVAILABLE, "sendfile() after write()")
         if offset < 0 or length < 0:
             return self._refuse(ErrorCode.INVALID_PARAMS, "sendfile() offset and length must not be negative")
         try:
             info = os.stat(filename)
         except OSError as error:
-            return self._refuse(FILE_NOT_EXIST, f"stat({filename}) failed: {error.strerror}")
+            return self._refuse(ErrorCode.FILE_NOT_EXIST, f"stat({filename}) failed: {error.strerror}")
         if not stat.S_ISREG(info.st_mode):
-            return self._refuse(SERVER_IS_NOT_REGULAR_FILE, f"{filename} is not a regular file")
+            return self._refuse(ErrorCode.SERVER_IS_NOT_REGULAR_FILE, f"{filename} is not a regular file")
         if offset > info.st_size or length > info.st_size - offset:
             return self._refuse(ErrorCode.INVALID_PARAMS, f"offset {offset} and length {length} exceed {filename}")
         if length == 0:
@@ -496,8 +501,10 @@ class Response:
         self._close()
         if not self._sink.send(out):
             return False
-        if length and not self._no_body() and not self._sink.sendfile(filename, offset, length):
-            return False
+        if length and not self._no_body():
+            if not self._sink.sendfile(filename, offset, length):
+                return False
+            self.body_bytes = length
         self._sink.finish(self.keep_alive)
         return True
 

@@ -15,12 +15,15 @@ removed once the callback is over.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..constants import EventType
 from ..ipc import codec
 from ..ipc.shm import Conn
 from ..log import logger
+from .answers import Answers
 from .headers import error_response
 from .options import HttpOptions
 from .parser import RequestHead, RequestParser, unpack_request
@@ -36,8 +39,14 @@ if TYPE_CHECKING:
     from ..runtime.reactor import ReactorThread
     from ..runtime.worker import EventWorker
     from ..websocket.service import UpgradeSink, WebSocketService
-    from .reactor_connection import HttpReactorConnection
     from .response import ResponseSink
+
+
+SWEEP_INTERVAL = 0.5  # seconds between looks at a thread's HTTP connections (header deadlines, lost workers)
+
+
+class SweptConnection(Protocol):
+    def sweep(self, now: float) -> None: ...
 
 
 class HttpApp(Protocol):
@@ -67,12 +76,13 @@ class HttpService:
         self.websocket = websocket
         self.app = app
         self.scheme = "https" if port.ssl else "http"
+        self.answers = Answers(rt.setting["http_access_log"], rt.setting["http_access_log_format"])
         protocol = port.protocol
         self.options = HttpOptions.from_settings(protocol)
         self.max_header_size: int = protocol["http_header_max_size"]
         self.max_body_size: int = protocol["package_max_length"]
         self.header_timeout: float = protocol["http_header_timeout"]
-        self._watched: dict[int, set[HttpReactorConnection]] = {}  # by reactor thread: see watch_answer
+        self._tracked: dict[int, set[SweptConnection]] = {}  # by thread (a worker's loop, a reactor's): see track
         document_root = protocol.get("document_root")
         self.static: StaticFiles | None = None
         if protocol["enable_static_handler"] and document_root:
@@ -107,6 +117,7 @@ class HttpService:
             base = table.find(message.fd)
             if base < 0:
                 return  # the client left while the request travelled: nobody to answer
+            table.q[base + Conn.HTTP_WORKER_PID] = self.rt.worker_pid  # taken: see HttpReactorConnection.worker_lost
             head, body = unpack_request(message.data)
             remote_ip, remote_port = table.remote_ip(base), table.q[base + Conn.REMOTE_PORT]
             sink = SessionSink(self.rt, message.fd)
@@ -116,27 +127,30 @@ class HttpService:
         else:
             logger.warning("unexpected message type %d for an HTTP port", message.type)
 
-    def watch_answer(self, conn: HttpReactorConnection) -> None:
-        """PROCESS mode: look after a connection whose request is with a worker, once a second until it is
-        answered, so that a worker killed meanwhile does not leave its client waiting forever."""
-        watched = self._watched.get(conn.reactor_id)
-        if watched is None:
-            watched = self._watched[conn.reactor_id] = set()
-            asyncio.get_running_loop().call_later(1.0, self._sweep, conn.reactor_id)
-        watched.add(conn)
+    def track(self, conn: SweptConnection) -> None:
+        """Look after a connection of this port, twice a second in its own thread's loop, until it is lost: its
+        header deadline, and in PROCESS mode the worker process that has its request (``sweep``)."""
+        thread = threading.get_ident()
+        tracked = self._tracked.get(thread)
+        if tracked is None:
+            tracked = self._tracked[thread] = set()
+            asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep, thread)
+        tracked.add(conn)
 
-    def _sweep(self, reactor_id: int) -> None:
-        watched = self._watched[reactor_id]
-        for conn in list(watched):
-            if conn.closed or not conn.waiting_for_worker:
-                watched.discard(conn)
-            elif conn.worker_lost():
-                watched.discard(conn)
-                conn.abandon()
-        if watched:
-            asyncio.get_running_loop().call_later(1.0, self._sweep, reactor_id)
+    def untrack(self, conn: SweptConnection) -> None:
+        tracked = self._tracked.get(threading.get_ident())
+        if tracked is not None:
+            tracked.discard(conn)
+
+    def _sweep(self, thread: int) -> None:
+        tracked = self._tracked[thread]
+        now = time.monotonic()
+        for conn in list(tracked):
+            conn.sweep(now)
+        if tracked:
+            asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep, thread)
         else:
-            del self._watched[reactor_id]
+            del self._tracked[thread]
 
     # The worker side ----------------------------------------------------------------------------------------
 
@@ -176,5 +190,10 @@ class HttpService:
                     sink.finish(False)  # the response had started: all that is left is to close
             elif not response.ended and not response.detached:
                 response.end()
+            if response.ended:
+                answers = self.answers
+                pairs = response.header_pairs() if answers.enabled else ()
+                answers.answered(worker.counters, head, remote_addr, response.status_code, response.body_bytes,
+                                 master_time, pairs)  # fmt: skip
 
         worker.serve_unit("Request", callback, (request, response), done)

@@ -31,6 +31,9 @@ class SessionSink:
     def send(self, data: bytes) -> bool:
         code = self.rt.factory.send(self.session_id, data)
         if code:
+            # Refused (a closed session, or an output over socket_buffer_size): the response cannot be completed,
+            # and a client left waiting for the rest would wait forever.
+            self.rt.factory.close(self.session_id, True)
             return self.rt.fail(code)
         worker = self.rt.worker
         if worker is not None:

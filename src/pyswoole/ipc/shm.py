@@ -120,7 +120,8 @@ class Conn:
     RECV_DONE_BYTES = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
     READY = 21  # established (on a TLS port: handshake over); before that the record only holds its session id
     PROTOCOL_FLAGS = 22  # a protocol room's state of the session (WebSocket: upgraded, deflate)
-    SIZE = 23
+    HTTP_WORKER_PID = 23  # HTTP: the worker process that took the current request (0: still in a pipe)
+    SIZE = 24
 
 
 HOT_FIELDS = (

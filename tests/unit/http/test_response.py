@@ -15,7 +15,7 @@ from pyswoole.constants import ErrorCode
 from pyswoole.http.headers import CONTINUE_RESPONSE, REASONS, cookie_date, error_response, format_header_name
 from pyswoole.http.options import HttpOptions
 from pyswoole.http.parser import RequestHead, RequestParser
-from pyswoole.http.response import FILE_NOT_EXIST, HTTP_CONTEXT_UNAVAILABLE, SERVER_IS_NOT_REGULAR_FILE, Response
+from pyswoole.http.response import Response
 from pyswoole.log import logger
 
 DATE = re.compile(rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n")
@@ -295,7 +295,7 @@ def test_anything_after_end_is_refused_with_one_warning_each(pyswoole_log: pytes
     ]
 
     assert results == [False] * 8
-    assert sink.errors == [HTTP_CONTEXT_UNAVAILABLE] * 8
+    assert sink.errors == [ErrorCode.HTTP_CONTEXT_UNAVAILABLE] * 8
     assert len(pyswoole_log.records) == 8
     assert len(sink.sent) == 1
 
@@ -518,8 +518,8 @@ def test_sendfile_to_a_head_request_sends_no_file(page: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "offset", "length", "code"),
     [
-        ("missing.txt", 0, 0, FILE_NOT_EXIST),
-        (".", 0, 0, SERVER_IS_NOT_REGULAR_FILE),
+        ("missing.txt", 0, 0, ErrorCode.FILE_NOT_EXIST),
+        (".", 0, 0, ErrorCode.SERVER_IS_NOT_REGULAR_FILE),
         ("page.css", 11, 0, ErrorCode.INVALID_PARAMS),
         ("page.css", 5, 6, ErrorCode.INVALID_PARAMS),
         ("page.css", -1, 0, ErrorCode.INVALID_PARAMS),
@@ -560,7 +560,7 @@ def test_a_detached_response_takes_nothing_more() -> None:
 
     assert response.detached and not response.ended and not response.is_writable()
     assert response.end() is False
-    assert sink.sent == [] and sink.errors == [HTTP_CONTEXT_UNAVAILABLE]
+    assert sink.sent == [] and sink.errors == [ErrorCode.HTTP_CONTEXT_UNAVAILABLE]
 
 
 def test_fail_500_replaces_what_was_set_when_nothing_was_sent() -> None:
