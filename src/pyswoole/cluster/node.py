@@ -223,6 +223,7 @@ class Cluster:
             return self._fail(code) if code else True
         counts = self._counts
         assert counts is not None
+        counts.use_row(self._rt.worker_id)
         heard = self._call(lambda: self._link.client().publish(wire.Keys.channel(node), bytes([wire.VERSION]) + record))  # type: ignore[union-attr]
         if heard is False:
             counts.add(counters.LOST)
@@ -325,6 +326,7 @@ class Cluster:
         rt = self._rt
         link, counts = self._link, self._counts
         assert link is not None and counts is not None
+        self._forget_parent()
         counts.use_row(worker.worker_id)
         self._outbox = Outbox(link, counts, worker.loop)
         if not rt.manager_pid:
@@ -345,6 +347,13 @@ class Cluster:
                 await asyncio.wait_for(self._postman.subscribed.wait(), SUBSCRIBE_WAIT)
             except TimeoutError:
                 logger.warning("cluster: the postman of %r is not listening yet (Redis away?)", self.node)
+
+    def _forget_parent(self) -> None:
+        """A forked child starts with its parent's per-process parts (the manager's keeper, above all: a worker
+        that stops must not unregister its node): it makes its own."""
+        self._outbox = self._postman = self._postman_task = self._keeper = self._queue = self._cleanup = None
+        self._closed.clear()
+        self._cleanup_due = False
 
     def _keep(self) -> None:
         """The only process keeps the registration itself, from its loop."""
@@ -472,5 +481,6 @@ class Cluster:
         from .tasks import TaskConsumer
 
         assert self._link is not None and self._counts is not None
+        self._forget_parent()
         self._counts.use_row(worker_id)
         return TaskConsumer(self._link, self.node, worker_id, self._task_timeout)

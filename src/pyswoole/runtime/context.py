@@ -54,7 +54,7 @@ class ClusterHooks(Protocol):
     tasks go to the shared queue. The runtime never imports the cluster room."""
 
     def manager_tick(self) -> float:
-        """Each pass of the manager's loop (its first before any child may need it): the seconds until due again."""
+        """Each pass of the manager's loop: the seconds until it wants the next."""
 
     def manager_stopped(self) -> None: ...
     def session_closed(self, session_id: int) -> None:

@@ -69,3 +69,19 @@ def test_a_session_that_closes_leaves_all_its_groups(start_node, node_client, mo
     leaving.close()
     wait_until(lambda: watcher.ask("server.cluster.members('g1')") == [["b", staying.fd]])
     assert watcher.ask("server.cluster.members('g2')") == []
+
+
+def test_memberships_and_the_node_outlive_a_killed_worker_and_a_reload(start_node, node_client):
+    import os
+    import signal
+
+    b = start_node("b", "PROCESS", worker_num=2)
+    member = node_client(b)
+    assert member.ask("server.cluster.join(fd, 'g')") is True
+    victim = next(e["pid"] for e in b.events("worker_start") if e["worker_id"] == 1)
+    os.kill(victim, signal.SIGKILL)
+    b.wait_events("worker_start", 3)  # the manager forked a new worker 1
+    os.kill(b.pid, signal.SIGUSR1)  # every worker stops gracefully, the new worker 1 among them
+    b.wait_events("worker_start", 5)
+    assert member.ask("server.cluster.members('g')") == [["b", member.fd]]
+    assert member.ask("server.cluster.nodes()") == ["b"]
