@@ -84,6 +84,7 @@ class Cluster:
         self._counts: Counters | None = None
         self._ttl = 10.0
         self._task_timeout = 30.0
+        self._info: dict[str, object] = {}  # what the node's registration says of it
         # Per process, made after fork as the process takes its role:
         self._outbox: Outbox | None = None
         self._postman: Postman | None = None
@@ -125,10 +126,6 @@ class Cluster:
         }
         rt.cluster = self
         rt.worker_hooks.append(self)
-
-    @property
-    def configured(self) -> bool:
-        return self._link is not None
 
     def _ready(self) -> int:
         """0 if cluster calls can be made from here, else why not."""

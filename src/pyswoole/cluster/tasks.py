@@ -171,8 +171,9 @@ class TaskQueue:
     # Results of task() and task_co --------------------------------------------------------------------
 
     def _listen(self) -> None:
+        """Read the results of task() and task_co while some are awaited (an event worker only: it has a loop)."""
         if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(self._read_results()) if _loop_running() else None
+            self._listener = asyncio.get_running_loop().create_task(self._read_results())
 
     async def _read_results(self) -> None:
         delay = 0.05
@@ -211,14 +212,6 @@ class TaskQueue:
     def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class TaskConsumer:
