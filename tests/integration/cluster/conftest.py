@@ -25,6 +25,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from programs import need
+from pyswoole.cluster.wire import Keys
 from serverkit import ServerProcess, wait_until
 
 NODE = """
@@ -90,7 +91,8 @@ def start_load(server, node, fd, every_ms=2, burst=5):
                 LOAD["fail"] += 1
                 code = server.get_last_error()
                 LOAD["codes"][code] = LOAD["codes"].get(code, 0) + 1
-    return server.tick(every_ms, tick)
+    LOAD["timer"] = server.tick(every_ms, tick)
+    return LOAD["timer"]
 
 def run_task(server, task_id, src_worker_id, data):
     record("task_run", task_id=task_id, src_worker_id=src_worker_id, data=data, node=server.cluster.node,
@@ -247,12 +249,15 @@ class NodeClient:
 @pytest.fixture
 def start_node(start_server: Callable[..., ServerProcess], redis_server: RedisServer) -> Callable[..., ServerProcess]:
     """``start_node(name, mode="BASE", kind="WebSocketServer", **settings)``: a node of ``redis_server``, its
-    workers started (so its postman listens)."""
+    workers started and its postman listening."""
+    redis = redis_server.client()
 
     def start(name: str, mode: str = "BASE", kind: str = "WebSocketServer", **settings: Any) -> ServerProcess:
         settings = {"cluster": redis_server.url, "cluster_node": name, "worker_num": 1, **settings}
         node = start_server(NODE, mode=mode, kind=kind, settings=settings)
         node.wait_events("worker_start", settings["worker_num"] + settings.get("task_worker_num", 0), timeout=20)
+        channel = Keys.channel(name)
+        wait_until(lambda: redis.pubsub_numsub(channel) == [(channel.encode(), 1)], message=f"{name}'s postman")
         return node
 
     return start

@@ -37,10 +37,11 @@ def test_redis_stopped_and_restarted_under_load(start_node, node_client, redis_s
     wait_until(lambda: sender.ask("server.cluster.nodes()") == ["a", "b"], timeout=15)
     receiver.received(received_before + 500, timeout=20)  # delivery resumed by itself
     assert sender.ask("server.cluster.join(fd, 'g') and server.cluster.members('g')") == [["a", sender.fd]]
-    assert sender.ask("server.clear_timer(1) or True") is True
+    assert sender.ask("server.clear_timer(LOAD['timer'])") is True
     final = sender.ask("dict(LOAD)")
     stats = wait_until(lambda: (s := sender.ask("server.cluster.stats()"))["sent"] + s["lost"] >= final["ok"] and s)
-    wait_until(lambda: receiver.ask("1") == 1 and len(receiver.inbox) >= stats["sent"] - stats["unheard"] - 50)
+    # Every message Redis took reached the receiver, but those published while b's postman was away.
+    wait_until(lambda: receiver.ask("1") == 1 and len(receiver.inbox) >= stats["sent"] - stats["unheard"])
     numbers = [int(m) for m in receiver.inbox]
     assert numbers == sorted(set(numbers))  # in order, none twice
     assert {e["pid"] for e in a.events("worker_start") + b.events("worker_start")} == workers  # no worker died

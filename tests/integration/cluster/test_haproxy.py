@@ -12,6 +12,7 @@ from pathlib import Path
 from websockets.sync.client import connect
 
 from programs import need
+from pyswoole.cluster.wire import Keys
 from serverkit import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "cluster"
@@ -42,8 +43,10 @@ def test_a_broadcast_through_haproxy_reaches_clients_on_every_node(start_server,
     ports = {name: free_port() for name in ("a", "b", "c")}
     for name, port in ports.items():
         start_server(NODE, port=port, name=name, url=redis_server.url, example=str(EXAMPLES / "chat_node.py"))
-    for port in ports.values():
-        wait_until(lambda port=port: listening(port), timeout=20)
+    # PROCESS mode: the master accepts before worker 0's postman listens; a node is ready once it does.
+    redis = redis_server.client()
+    channels = [Keys.channel(name) for name in ports]
+    wait_until(lambda: all(count == 1 for _, count in redis.pubsub_numsub(*channels)), timeout=20)
     front = free_port()
     config = (EXAMPLES / "haproxy.cfg").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{front}")
     for name, default in (("a", 9501), ("b", 9502), ("c", 9503)):
