@@ -64,3 +64,14 @@ def test_a_task_worker_of_the_calling_node_takes_tasks_from_the_shared_queue_too
     a = start_node("a", task_worker_num=1, **CLUSTER_TASKS)
     caller = node_client(a)
     assert caller.ask("server.task_wait('alone', 5)")["ran_on"] == "a"
+
+
+def test_with_redis_away_task_answers_false_and_the_waiting_calls_raise(start_node, node_client, redis_server):
+    a = start_node("a", **CLUSTER_TASKS)
+    caller = node_client(a)
+    redis_server.stop()
+    assert caller.ask("server.task('x')") is False
+    assert caller.ask("server.get_last_error() == ErrorCode.CLUSTER_UNAVAILABLE") is True
+    assert caller.ask("server.task_wait('x', 1)").startswith("!ServerError: task_wait: the cluster's Redis")
+    assert caller.ask("server.task_co(['x'], 1)", awaited=True).startswith("!ServerError: task_co")
+    assert caller.ask("1 + 1") == 2  # the node serves on
