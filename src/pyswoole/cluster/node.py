@@ -143,6 +143,9 @@ class Cluster:
 
     def nodes(self) -> list[str] | Literal[False]:
         """The names of the live nodes (sorted); False if Redis cannot be asked."""
+        rt = self._rt
+        if rt.foreign_thread():
+            return rt.in_loop_thread(self.nodes)  # type: ignore[no-any-return]
         code = self._ready()
         if code:
             return self._fail(code)
@@ -301,6 +304,7 @@ class Cluster:
             return self._fail(code) if code else True
         link = self._link
         assert link is not None and self._counts is not None
+        self._counts.use_row(rt.worker_id)
         if self._call(lambda: link.script("BROADCAST")(args=[wire.PREFIX, group, head])) is False:
             self._counts.add(counters.LOST)
             return False
