@@ -4,6 +4,7 @@ pyswoole reload [--task-workers] PIDFILE   graceful reload (SIGUSR1, or SIGUSR2 
 pyswoole stop [--timeout S] PIDFILE        graceful shutdown (SIGTERM); waits until the server is gone
 pyswoole status [--json] PIDFILE           stats() of the running server (--json: its whole snapshot)
 pyswoole top PIDFILE                       a live view of the server's processes, refreshed every second
+pyswoole serve [OPTIONS] MODULE:APP        serve an ASGI or WSGI application (``hosting/serve.py``)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from . import __version__
+from .hosting import serve as serve_command
 from .ops import top as top_view
 
 STALE_AFTER = 5.0  # seconds: a stats file older than this means the server stopped publishing
@@ -116,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--stats-file", help="the server's stats_file, if it set one (a JSON one)")
     for sub in (reload_parser, stop_parser, status_parser, top_parser):
         sub.add_argument("pid_file", help="the server's pid_file")
+    serve_parser = serve_command.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command.run(args, serve_parser)
     if args.command == "reload":
         return reload(args.pid_file, args.task_workers)
     if args.command == "stop":

@@ -213,7 +213,10 @@ class Server:
             boot.run(self._rt, admin)
             self._rt.call_event("shutdown", self)
             if self._rt.shared.globals[Global.STARTUP_FAILED]:
-                raise ServerError("the application failed to start in a worker (see the log); the server stopped")
+                raise ServerError(
+                    "the application failed to start in a worker (see the log); the server stopped",
+                    ErrorCode.WORKER_TERMINATED,
+                )
         finally:
             _unlink(stats.stats_file_for(setting))
             self._rt.started = False

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ..constants import ErrorCode
+from ..constants import UNIX_TYPES, Mode
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line, status_line
 from ..http.request import decode_path
 from ..log import logger
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..http.parser import RequestHead
     from ..http.request import Request
     from ..http.response import Response, ResponseSink
+    from ..port import Port
     from ..runtime.context import Runtime
     from ..runtime.worker import EventWorker
     from ..websocket.frames import Frame
@@ -43,7 +44,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODY_PIECE = 64 * 1024  # the request body is handed over in pieces of this size at most
 DISCONNECT_POLL = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
-DRAIN_LIMIT = 1 << 20  # a streaming response waits while more than this is queued for its client
+DRAIN_LIMIT = 1 << 20  # BASE mode: a streaming response waits while more than this is queued for its client
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
 
@@ -64,7 +65,46 @@ class AsgiApp:
         self._lifespan_task: asyncio.Task[None] | None = None
         self._shutdown_message: Message | None = None
         self._sessions: dict[int, _WebSocketSession] = {}  # this worker's WebSocket sessions, by fd
+        self._servers: dict[int, tuple[str, int | None]] = {}  # scope["server"] by port number
+        self._drain_limit = 0  # see drain_limit
         self.extensions = {"http.response.pathsend": {}, "pyswoole": {"server": rt.server}}
+
+    def _port(self, number: int) -> Port | None:
+        return next((port for port in self.rt.ports if port.port == number), None)
+
+    def _server(self, number: int) -> tuple[str, int | None]:
+        """ASGI's ``server``: the listening address (a UNIX socket's path and None)."""
+        address = self._servers.get(number)
+        if address is None:
+            port = self._port(number)
+            if port is None:
+                address = ("", number)
+            else:
+                address = (port.host, None) if port.base_type in UNIX_TYPES else (port.host, port.port)
+            self._servers[number] = address
+        return address
+
+    def drain_limit(self) -> int:
+        """How much may be queued for a client before a streaming response waits. BASE mode reads the live
+        figure of the connection's buffer. PROCESS mode reads the one its reactor thread publishes after each
+        write and again when the buffer has drained after a pause, which comes only once the buffer went past the
+        high watermark (``ReactorThread``'s: ``buffer_high_watermark``, or 4/5 of ``socket_buffer_size``): a
+        lower limit could wait forever on a figure that no longer moves."""
+        if not self._drain_limit:
+            setting = self.rt.setting
+            if self.rt.mode == Mode.PROCESS:
+                self._drain_limit = setting["buffer_high_watermark"] or setting["socket_buffer_size"] * 4 // 5
+            else:
+                self._drain_limit = DRAIN_LIMIT
+        return self._drain_limit
+
+    def _rooted(self, path: str, raw_path: bytes) -> tuple[str, bytes]:
+        """``path`` and ``raw_path`` under ``root_path`` (as uvicorn): a proxy that strips the prefix gives the
+        path without it, and it is put back; a path that still carries it is left as it is."""
+        root = self.root_path
+        if not root or path == root or path.startswith(root + "/"):
+            return path, raw_path
+        return root + path, root.encode("utf-8") + raw_path
 
     # Lifespan (a runtime WorkerHook) -----------------------------------------------------------------------
 
@@ -142,23 +182,25 @@ class AsgiApp:
         scheme: str,
         sink: ResponseSink,
     ) -> None:
+        path, raw_path = self._rooted(decode_path(head.path), head.path)
         scope = {
             "type": "http",
             "asgi": ASGI_VERSION,
             "http_version": head.version,
             "method": head.method,
             "scheme": scheme,
-            "path": decode_path(head.path),
-            "raw_path": head.path,
+            "path": path,
+            "raw_path": raw_path,
             "query_string": head.query,
             "root_path": self.root_path,
             "headers": head.headers,
             "client": (remote_addr, remote_port),
-            "server": ("127.0.0.1", server_port),  # the local address the client reached: see _local_address
+            "server": self._server(server_port),
             "state": self.state.copy(),
             "extensions": self.extensions,
         }
-        exchange = _HttpExchange(self.rt, session_id, sink, head.method == "HEAD", head.keep_alive, head.version)
+        exchange = _HttpExchange(self.rt, session_id, sink, head.method == "HEAD", head.keep_alive, head.version,
+                                 self.drain_limit())  # fmt: skip
         worker.serve_unit("ASGI application", self._run_http, (scope, body, exchange), _ignore)
 
     async def _run_http(self, scope: Scope, body: bytes, exchange: _HttpExchange) -> None:
@@ -189,18 +231,20 @@ class AsgiApp:
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in request.header.items()]
         offered = request.header.get("sec-websocket-protocol", "")
         server_info = request.server
+        port = self._port(server_info["server_port"])
+        path, raw_path = self._rooted(server_info["path_info"], server_info["request_uri"].encode("latin-1"))
         scope = {
             "type": "websocket",
             "asgi": ASGI_VERSION,
             "http_version": "1.1",
-            "scheme": "ws",
-            "path": server_info["path_info"],
-            "raw_path": server_info["request_uri"].encode("latin-1"),
+            "scheme": "wss" if port is not None and port.ssl else "ws",
+            "path": path,
+            "raw_path": raw_path,
             "query_string": server_info.get("query_string", "").encode("latin-1"),
             "root_path": self.root_path,
             "headers": headers,
             "client": (server_info["remote_addr"], server_info["remote_port"]),
-            "server": ("127.0.0.1", server_info["server_port"]),
+            "server": self._server(server_info["server_port"]),
             "subprotocols": [item.strip() for item in offered.split(",") if item.strip()],
             "state": self.state.copy(),
             "extensions": {**self.extensions, "websocket.http.response": {}},
@@ -222,6 +266,9 @@ class AsgiApp:
                 response.header(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
             response.end()
             session.accepted = True
+            # The session is marked upgraded once this callback has returned, in the same step of the loop:
+            # the application's accept() returns after that, so it may send at once.
+            asyncio.get_running_loop().call_soon(session.established.set_result, None)
             return True
         self._sessions.pop(request.fd, None)
         if verdict["type"] == "websocket.http.response.start":
@@ -229,9 +276,13 @@ class AsgiApp:
             for name, value in verdict.get("headers", ()):
                 response.header(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
             response.end(await session.denial_body())
+        elif verdict.get("failed"):  # the application raised before accepting: 500, as for HTTP
+            response.status(500)
+            response.end()
         else:  # websocket.close before accept, or the application ended: 403, as the spec asks
             response.status(403)
             response.end()
+        session.established.cancel()
         return False
 
     async def _run_websocket(self, scope: Scope, session: _WebSocketSession) -> None:
@@ -248,7 +299,7 @@ class AsgiApp:
         if session is None:
             return
         if frame.opcode == Opcode.CLOSE:
-            session.close_code = getattr(frame, "code", 1005)
+            session.close_code = getattr(frame, "code", 1005) or 1005
         elif frame.opcode == Opcode.TEXT:
             session.inbox.put_nowait({"type": "websocket.receive", "text": frame.data})
         elif frame.opcode == Opcode.BINARY:
@@ -264,11 +315,18 @@ class AsgiApp:
 class _HttpExchange:
     """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
 
-    __slots__ = ("rt", "session_id", "sink", "head_only", "keep_alive", "version", "started", "ended", "chunked",
-                 "status", "_head")  # fmt: skip
+    __slots__ = ("rt", "session_id", "sink", "head_only", "keep_alive", "version", "drain_limit", "started", "ended",
+                 "gone", "chunked", "status", "_head")  # fmt: skip
 
     def __init__(
-        self, rt: Runtime, session_id: int, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str
+        self,
+        rt: Runtime,
+        session_id: int,
+        sink: ResponseSink,
+        head_only: bool,
+        keep_alive: bool,
+        version: str,
+        drain_limit: int,
     ) -> None:
         self.rt = rt
         self.session_id = session_id
@@ -276,17 +334,20 @@ class _HttpExchange:
         self.head_only = head_only
         self.keep_alive = keep_alive
         self.version = version
+        self.drain_limit = drain_limit
         self.started = False  # http.response.start came
-        self.ended = False
+        self.ended = False  # the response is complete, or can no longer be
+        self.gone = False  # the client went away before the response was complete
         self.chunked = False
         self.status = 0
         self._head: list[bytes] = []  # the head's lines, sent with the first body
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
+        if self.gone:
+            raise ClientDisconnected("the client went away")
         if self.ended:
-            raise ClientDisconnected("the response is complete") if kind != "http.response.body" else \
-                RuntimeError("http.response.body after the response ended")  # fmt: skip
+            raise RuntimeError(f"{kind!r} after the response was complete")
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
@@ -369,12 +430,13 @@ class _HttpExchange:
         head = self._finish_head(size)
         self._write(head)
         if not self.head_only and size and not self.sink.sendfile(path, 0, size):
+            self.ended = self.gone = True
             raise ClientDisconnected("the client went away")
         self._end()
 
     def _write(self, data: bytes) -> None:
         if not self.sink.send(data):
-            self.ended = True
+            self.ended = self.gone = True
             raise ClientDisconnected("the client went away")
 
     def _end(self) -> None:
@@ -384,15 +446,13 @@ class _HttpExchange:
     async def _drain(self) -> None:
         """Back-pressure: wait while the client has not taken most of what was sent."""
         delay = 0.001
-        while self.rt.factory.queued_output(self.session_id) > DRAIN_LIMIT:
+        while self.rt.factory.queued_output(self.session_id) > self.drain_limit:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     async def disconnected(self) -> None:
-        """Return once the client has gone away (ASGI's ``http.disconnect``)."""
-        while self.rt.factory.exist(self.session_id) and not self.ended:
-            await asyncio.sleep(DISCONNECT_POLL)
-        while self.rt.factory.exist(self.session_id):
+        """Return once the client has gone away or the response is complete (ASGI's ``http.disconnect``)."""
+        while not self.ended and self.rt.factory.exist(self.session_id):
             await asyncio.sleep(DISCONNECT_POLL)
 
     def failed(self) -> None:
@@ -412,16 +472,11 @@ class _HttpExchange:
             self.sink.finish(False)
 
     def done(self) -> None:
-        """The application returned: a response it never completed is closed (or answered 500, if never started)."""
+        """The application returned: a response it never completed is answered 500, or closed if it had begun."""
         if self.ended:
             return
-        if not self.started:
-            logger.error("ASGI application returned without a response (session %d)", self.session_id)
-            self.failed()
-            return
-        self.ended = True
-        self.rt.fail(ErrorCode.HTTP_CONTEXT_UNAVAILABLE)
-        self.sink.finish(False)
+        logger.error("ASGI application returned without completing its response (session %d)", self.session_id)
+        self.failed()
 
 
 class _WebSocketSession:
@@ -432,12 +487,13 @@ class _WebSocketSession:
         self.fd = fd
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.verdict: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.established: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # 101 sent, upgraded
         self.denial: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.accepted = False
         self.closed = False  # the client is gone
         self.close_sent = False
-        self.close_code = 1005
+        self.close_code = 1006  # ASGI's code for a connection that ended without a close frame
 
     async def receive(self) -> Message:
         return await self.inbox.get()
@@ -448,6 +504,8 @@ class _WebSocketSession:
         if not self.verdict.done():
             if kind in ("websocket.accept", "websocket.close", "websocket.http.response.start"):
                 self.verdict.set_result(message)
+                if kind == "websocket.accept":
+                    await self.established
                 return
             raise RuntimeError(f"{kind!r} before the WebSocket was accepted")
         if kind == "websocket.http.response.body":
@@ -476,7 +534,7 @@ class _WebSocketSession:
 
     def failed(self) -> None:
         if not self.verdict.done():
-            self.verdict.set_result({"type": "websocket.close", "code": 1011})
+            self.verdict.set_result({"type": "websocket.close", "code": 1011, "failed": True})
         elif self.accepted and not self.closed and not self.close_sent:
             self.close_sent = True
             self.rt.server.disconnect(self.fd, 1011, "internal error")

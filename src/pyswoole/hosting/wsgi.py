@@ -7,7 +7,8 @@ sync workers need a buffering proxy in front for).
 
 Invariants: ``start_response`` may be called again only with ``exc_info`` and only before the head is sent; the
 iterable's ``close()`` is called whatever happens; an exception before the head goes out gives a 500, after it the
-connection is closed.
+connection is closed. A request header whose name has an underscore is dropped (as gunicorn and nginx do): in the
+environ it would be indistinguishable from, and could pose as, the same name with a dash (``X_Forwarded_For``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ class WsgiApp:
         self.app = app
         self.root_path = root_path
         self.errors = _LogStream()
+        self._server_names: dict[int, str] = {}  # SERVER_NAME by port number, when no Host header names one
+
+    def _server_name(self, number: int) -> str:
+        name = self._server_names.get(number)
+        if name is None:
+            name = next((port.host for port in self.rt.ports if port.port == number), "localhost")
+            self._server_names[number] = name
+        return name
 
     def http(
         self,
@@ -64,7 +73,9 @@ class WsgiApp:
             "SCRIPT_NAME": root,
             "PATH_INFO": path.encode("utf-8").decode("latin-1"),  # PEP 3333: bytes as latin-1 text
             "QUERY_STRING": head.query.decode("latin-1"),
-            "SERVER_NAME": "127.0.0.1",
+            "REQUEST_URI": head.target.decode("latin-1"),  # the target as sent (Apache's name; gunicorn's below)
+            "RAW_URI": head.target.decode("latin-1"),
+            "SERVER_NAME": self._server_name(server_port),
             "SERVER_PORT": str(server_port),
             "SERVER_PROTOCOL": "HTTP/" + head.version,
             "REMOTE_ADDR": remote_addr,
@@ -80,6 +91,8 @@ class WsgiApp:
             "CONTENT_LENGTH": str(len(body)) if body else "",
         }
         for name, value in head.headers:
+            if b"_" in name:
+                continue  # see the module's docstring
             key = name.decode("latin-1").upper().replace("-", "_")
             text = value.decode("latin-1")
             if key == "CONTENT_TYPE":
@@ -146,6 +159,7 @@ class _WsgiExchange:
                 exc_info = None
         elif self.status:
             raise RuntimeError("start_response called twice without exc_info")
+        self.buffered.clear()  # a body piece written under the status being replaced
         self.status = status
         self.headers = list(headers)
         return self.write

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import socket
+import struct
 import termios
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -138,6 +139,12 @@ class PipeWriter:
             return self.write(datagrams[0])
         self._flush_batch()
         return self._send(datagrams)
+
+    def unread_bytes(self) -> int:
+        """Bytes written here that the reader has not read yet: this pass's batch, the overflow queue, and what
+        the pipe holds (SIOCOUTQ; the kernel counts its own overhead per datagram too, so this errs high)."""
+        in_pipe = struct.unpack("i", fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, _NO_SIZE))[0]
+        return self._queued_bytes + len(self._batch) + int(in_pipe)
 
     def _end_pass(self) -> None:
         self._in_pass = False

@@ -239,9 +239,21 @@ class ProcessFactory(_Factory):
         return self.to_reactor(session_id, self.table.q[base + Conn.REACTOR_ID], message)
 
     def queued_output(self, session_id: int) -> int:
-        """Bytes sent to a session that its client has not taken yet, as its reactor last published them."""
+        """Bytes sent to a session that its client has not taken yet: what its reactor last published, plus, in
+        a worker, what the pipe to that reactor has not delivered yet (the reactor publishes only what it has
+        written, so a fast sender would otherwise outrun the figure)."""
         base = self.table.find(session_id)
-        return self.table.q[base + Conn.SEND_QUEUED_BYTES] if base >= 0 else 0
+        if base < 0:
+            return 0
+        q = self.table.q
+        queued = q[base + Conn.SEND_QUEUED_BYTES]
+        worker = self.rt.worker
+        if worker is not None:
+            writer = worker.reactor_writers[
+                q[base + Conn.REACTOR_ID] + (session_id % self.reactor_pipe_num) * self.reactor_num
+            ]
+            queued += writer.unread_bytes()
+        return int(queued)
 
     def protocol_flags(self, session_id: int) -> int:
         """A protocol room's flags of a live session (0: none), -1 for no such session or one closing."""

@@ -1,0 +1,104 @@
+"""A bare WSGI (PEP 3333) application that exercises the interface itself (no framework in between).
+
+``PROBE_LOG``, when set, names a file that gets one line per event the test cannot see on the wire:
+``closed <token>`` when a result's ``close()`` ran, ``begin|end <token> <monotonic time>`` around ``/sleep``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from urllib.parse import parse_qs
+
+
+def log_line(text: str) -> None:
+    path = os.environ.get("PROBE_LOG")
+    if path:
+        with open(path, "a") as file:
+            file.write(text + "\n")
+
+
+class Closing:
+    """A result whose ``close()`` the server must call, whatever happened while it was iterated."""
+
+    def __init__(self, token: str, parts: list[bytes], fail_after: int | None = None) -> None:
+        self.token = token
+        self.parts = parts
+        self.fail_after = fail_after
+
+    def __iter__(self):
+        for index, part in enumerate(self.parts):
+            if index == self.fail_after:
+                raise RuntimeError("raised while iterating, on purpose")
+            yield part
+
+    def close(self) -> None:
+        log_line(f"closed {self.token}")
+
+
+def jsonable_environ(environ) -> dict:
+    shown = {key: value for key, value in environ.items() if isinstance(value, str)}
+    for key in ("wsgi.version", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated"):
+        shown[key] = environ.get(key)
+    shown["wsgi.input"] = hasattr(environ["wsgi.input"], "read")
+    shown["wsgi.errors"] = hasattr(environ["wsgi.errors"], "write")
+    return shown
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = {key: values[-1] for key, values in parse_qs(environ["QUERY_STRING"]).items()}
+    token = query.get("token", "")
+    if path == "/":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"probe"]
+    if path.endswith("/environ"):
+        body = json.dumps(jsonable_environ(environ)).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/body":
+        stream = environ["wsgi.input"]
+        first_line = stream.readline()
+        rest = stream.read(10)
+        rest += stream.read()
+        body = json.dumps({"first_line": len(first_line), "total": len(first_line) + len(rest)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")
+        write(b"then ")
+        return [b"returned"]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing(token, [b"one\n", b"two\n", b"three\n"])
+    if path == "/raise-before":
+        raise RuntimeError("raised before start_response, on purpose")
+    if path == "/raise-after":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing(token, [b"first\n", b"second\n", b"third\n"], fail_after=2)
+    if path == "/exc-info":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("changed its mind")
+        except ValueError:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"sorry"]
+    if path == "/errors":
+        environ["wsgi.errors"].write("a line for wsgi.errors\n")
+        start_response("204 No Content", [])
+        return []
+    if path == "/sleep":
+        log_line(f"begin {token} {time.monotonic()}")
+        time.sleep(float(query.get("s", "0.2")))
+        log_line(f"end {token} {time.monotonic()}")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
+    if path == "/size":
+        body = b"x" * int(query["n"])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found"]
