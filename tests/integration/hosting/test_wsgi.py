@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 from hostkit import http_client
+
 from serverkit import wait_until
 
 pytestmark = pytest.mark.timeout(90)
