@@ -57,7 +57,7 @@ def load_app(spec: str, factory: bool) -> Any:
             raise LoadError(f'"{spec}" is not callable, so it cannot be an application factory (--factory).')
         app = app()
     if not callable(app):
-        raise LoadError(f'"{spec}" is a {type(app).__name__}, not an application (did you mean --factory?).')
+        raise LoadError(f'"{spec}" is not callable ({type(app).__name__}), so it is not an application.')
     return app
 
 

@@ -5,9 +5,9 @@ unsafe). The main thread's loop listens on every stream port, allocates each new
 record, and hands the socket to reactor thread ``fd % reactor_num``. It also runs Start, BeforeShutdown,
 the master's timers and signals: SIGTERM/SIGINT shut the server down; a pidfd tells it that the manager died.
 
-Shutdown: BeforeShutdown -> stop accepting -> reactor threads flush and close their connections -> SIGTERM
-the manager and wait for it (its workers run WorkerStop, it runs ManagerStop) -> back in ``start()``,
-Shutdown.
+Shutdown: BeforeShutdown -> stop accepting -> reactor threads stop reading -> SIGTERM the manager and wait for
+it (its workers finish what they have, their answers still go out, and run WorkerStop; it runs ManagerStop) ->
+reactor threads flush and close their connections -> back in ``start()``, Shutdown.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class Master:
                 loop.remove_reader(port.fileno)
         self.timers.clear_all()  # type: ignore[union-attr]
         self._forget_manager_fd()
-        await loop.run_in_executor(None, self._stop_reactors)
+        await loop.run_in_executor(None, self._stop_reading)
         await loop.run_in_executor(None, self._stop_manager)
+        await loop.run_in_executor(None, self._stop_reactors)
         rt.leave_master()
 
     def _forward_to_manager(self, signum: int) -> None:
@@ -144,6 +145,15 @@ class Master:
             self.loop.remove_reader(self._manager_fd)  # type: ignore[union-attr]
             os.close(self._manager_fd)
             self._manager_fd = -1
+
+    def _stop_reading(self) -> None:
+        events = []
+        for reactor in self.reactors:
+            done = threading.Event()
+            events.append(done)
+            reactor.call(reactor.stop_reading, done)
+        for done in events:
+            done.wait(1)
 
     def _stop_reactors(self) -> None:
         events = []

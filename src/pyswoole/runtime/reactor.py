@@ -150,6 +150,7 @@ class ReactorThread:
         self._reassembler = codec.Reassembler()
         self._msg_ids = codec.MessageIds(os.getpid(), reactor_id + 1)
         self._closing = False
+        self._reading_stopped = False  # shutting down: see stop_reading
         self.thread = threading.Thread(target=self._run, name=f"reactor {reactor_id}", daemon=True)
 
     # Thread ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ class ReactorThread:
         if self._closing:
             conn.shut(reset=False)
             return
-        if self.delay_receive:
+        if self.delay_receive or self._reading_stopped:
             conn.set_reading(False)
         if self.dispatcher.notify and conn.handlers.connect is not None:
             # The same dispatch rule as data (dispatch_func sees type CONNECT; mode 8 sticks the connection here).
@@ -460,6 +461,14 @@ class ReactorThread:
             )
 
     # Shutdown -------------------------------------------------------------------------------------------
+
+    def stop_reading(self, done: threading.Event) -> None:
+        """Shutdown's first step: read nothing more, so no new request starts, while what the workers still
+        send (the answers to the requests they have) goes out until they have stopped."""
+        for conn in self.connections.values():
+            conn.set_reading(False)
+        self._reading_stopped = True
+        done.set()
 
     def shutdown(self, done: threading.Event) -> None:
         """Stop reading, flush and close every connection (workers are not told), then end the loop."""
