@@ -13,6 +13,7 @@ environ it would be indistinguishable from, and could pose as, the same name wit
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 from collections.abc import Callable, Iterable
@@ -109,6 +110,17 @@ class WsgiApp:
         return environ
 
     def _run(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
+        # The application runs as under a synchronous server: the worker's loop, blocked meanwhile, is hidden from
+        # it, so that code which starts a loop of its own (asyncio.run, asgiref's async_to_sync under Django's
+        # async views) does not find one running in this thread.
+        loop = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            self._call(environ, sink, head)
+        finally:
+            asyncio._set_running_loop(loop)
+
+    def _call(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
         exchange = _WsgiExchange(sink, head.method == "HEAD", head.keep_alive, head.version)
         result: Iterable[bytes] | None = None
         try:

@@ -121,6 +121,12 @@ def test_wsgi_errors_goes_to_the_servers_log(probe, client):
     wait_until(lambda: "a line for wsgi.errors" in probe.output(), 5)
 
 
+def test_the_application_runs_as_under_a_synchronous_server_with_no_event_loop_running(client):
+    for _ in range(2):  # and the worker's own loop goes on after it
+        assert client.get("/asyncio-run").text == "ran its own loop"
+    assert client.get("/").text == "probe"
+
+
 def test_head_gets_the_length_and_no_body(client):
     response = client.head("/size", params={"n": 1234})
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -96,6 +97,14 @@ def app(environ, start_response):
         log_line(f"end {token} {time.monotonic()}")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
+    if path == "/asyncio-run":
+        async def compute() -> bytes:
+            await asyncio.sleep(0.001)
+            return b"ran its own loop"
+
+        body = asyncio.run(compute())  # as under a synchronous server: no loop runs in this thread
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
     if path == "/size":
         body = b"x" * int(query["n"])
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
