@@ -26,6 +26,7 @@ from ..http.request import decode_path
 from ..log import logger
 from ..websocket.frames import Opcode
 from ..websocket.handshake import accept_key
+from . import connection_ends
 
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
@@ -392,6 +393,8 @@ class _HttpExchange:
 
     def _finish_head(self, body_length: int | None) -> bytes:
         lines = self._head
+        if connection_ends(self.rt):
+            self.keep_alive = False
         if body_length is not None and self.chunked:
             lines.append(b"Content-Length: %d\r\n" % body_length)
             self.chunked = False

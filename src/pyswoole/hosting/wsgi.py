@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line
 from ..http.request import decode_path
 from ..log import logger
+from . import connection_ends
 
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
@@ -121,7 +122,7 @@ class WsgiApp:
             asyncio._set_running_loop(loop)
 
     def _call(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
-        exchange = _WsgiExchange(sink, head.method == "HEAD", head.keep_alive, head.version)
+        exchange = _WsgiExchange(self.rt, sink, head.method == "HEAD", head.keep_alive, head.version)
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, exchange.start_response)
@@ -144,10 +145,11 @@ class WsgiApp:
 class _WsgiExchange:
     """One response: the head held until the first body bytes (or the end), then plain or chunked bytes."""
 
-    __slots__ = ("sink", "head_only", "keep_alive", "version", "status", "headers", "head_sent", "chunked",
+    __slots__ = ("rt", "sink", "head_only", "keep_alive", "version", "status", "headers", "head_sent", "chunked",
                  "length", "ended", "buffered")  # fmt: skip
 
-    def __init__(self, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str) -> None:
+    def __init__(self, rt: Runtime, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str) -> None:
+        self.rt = rt
         self.sink = sink
         self.head_only = head_only
         self.keep_alive = keep_alive
@@ -177,6 +179,8 @@ class _WsgiExchange:
         return self.write
 
     def _head(self, body_length: int | None) -> bytes:
+        if connection_ends(self.rt):
+            self.keep_alive = False
         code = int(self.status.split(" ", 1)[0])
         lines = [b"HTTP/1.1 " + self.status.encode("latin-1") + b"\r\n"]
         has_date = has_server = False

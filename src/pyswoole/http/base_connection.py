@@ -8,6 +8,9 @@ Invariants: requests are answered one at a time, in order; the next one waits wh
 ``socket_buffer_size`` (a client that does not read its answers), and reading stops while too much waits
 unanswered, so a connection's memory stays bounded whatever the client sends; a client that does not send a
 complete header section within ``http_header_timeout`` is closed.
+Once the worker stops, a connection closes after the response it owes, and an idle one waits ``STOP_GRACE``
+for the request its client may be sending at that very moment (answered, then closed), so that a reload loses
+no request.
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ _now = time.time
 _monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
+STOP_GRACE = 1.0  # seconds an idle keep-alive connection of a stopping worker waits for one more request
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
 
 
 class HttpWorkerConnection(WorkerConnection):
     __slots__ = (
         "worker", "service", "conversation", "owing_since", "advancing", "throttled", "upgrade", "close_timer",
-        "stuck",
+        "stuck", "stop_timer",
     )  # fmt: skip
 
     def __init__(self, worker: EventWorker, port: Port, handlers: PortHandlers, service: HttpService) -> None:
@@ -60,6 +64,7 @@ class HttpWorkerConnection(WorkerConnection):
         self.upgrade: WebSocketSession | None = None  # after an accepted WebSocket upgrade
         self.close_timer: asyncio.TimerHandle | None = None  # a server-side close handshake's deadline
         self.stuck = False  # the output stayed over socket_buffer_size while the loop ran: the client is not reading
+        self.stop_timer: asyncio.TimerHandle | None = None  # the worker stops: STOP_GRACE for an idle connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -168,8 +173,8 @@ class HttpWorkerConnection(WorkerConnection):
         return True
 
     def finish(self, keep_alive: bool) -> None:
-        """The current request is answered: on to the next one, or close."""
-        if not keep_alive:
+        """The current request is answered: on to the next one, or close (always, once the worker stops)."""
+        if not keep_alive or (self.worker.stopping and self.upgrade is None):
             self.worker.close(self.session_id)
             return
         interim = self.conversation.answered()
@@ -180,6 +185,20 @@ class HttpWorkerConnection(WorkerConnection):
 
     def fail(self, code: int) -> bool:
         return self.worker.rt.fail(code)
+
+    def stop_serving(self) -> bool:
+        """The worker stops (see the module's docstring): a WebSocket closes at once; a connection with a
+        request under way closes after its response (``finish``); an idle one after STOP_GRACE."""
+        if self.upgrade is not None or self.closed:
+            return False
+        if self.conversation.awaiting_head:
+            self.stop_timer = asyncio.get_running_loop().call_later(STOP_GRACE, self._stop_idle)
+        return True
+
+    def _stop_idle(self) -> None:
+        self.stop_timer = None
+        if not self.closed and self.conversation.awaiting_head:
+            self.worker.close(self.session_id)
 
     def upgraded(self, flags: int) -> None:
         """The WebSocket handshake succeeded: from now on the connection reads frames."""
@@ -292,7 +311,8 @@ class HttpWorkerConnection(WorkerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.service.untrack(self)
-        if self.close_timer is not None:
-            self.close_timer.cancel()
-            self.close_timer = None
+        for timer in (self.close_timer, self.stop_timer):
+            if timer is not None:
+                timer.cancel()
+        self.close_timer = self.stop_timer = None
         super().connection_lost(exc)

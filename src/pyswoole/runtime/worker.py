@@ -63,6 +63,12 @@ class WorkerConnection(Connection):
         self.counters = worker.counters
         self.slot = worker.slot
 
+    def stop_serving(self) -> bool:
+        """The worker stops: False to be closed at once (Close, reactor_id -1). A protocol whose client may be
+        sending right now (an HTTP keep-alive connection) returns True and closes itself as soon as its
+        conversation allows; the drain closes what is left at max_wait_time."""
+        return False
+
     def data_received(self, data: bytes) -> None:
         if self.paused:
             self.hold(data)
@@ -289,14 +295,16 @@ class EventWorker:
 
     async def _drain(self) -> None:
         """Coroutines in flight finish first (they may still reply); then every connection this worker owns
-        gets Close (reactor_id -1) and is closed once its output is flushed; all within max_wait_time."""
+        gets Close (reactor_id -1) and is closed once its output is flushed (unless it closes itself: see
+        ``WorkerConnection.stop_serving``); all within max_wait_time."""
         rt = self.rt
         deadline = time.monotonic() + rt.setting["max_wait_time"]
         while self.runner.tasks and time.monotonic() < deadline:
             rt.call_event("worker_exit", self.server, self.worker_id)
             await asyncio.sleep(0.01)
-        for session_id in list(self.connections):
-            self.close(session_id)
+        for session_id, conn in list(self.connections.items()):
+            if not (isinstance(conn, WorkerConnection) and conn.stop_serving()):
+                self.close(session_id)
         while (self.runner.tasks or self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections.values()):

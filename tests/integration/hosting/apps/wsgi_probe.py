@@ -98,6 +98,7 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
     if path == "/asyncio-run":
+
         async def compute() -> bytes:
             await asyncio.sleep(0.001)
             return b"ran its own loop"
