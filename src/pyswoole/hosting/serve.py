@@ -16,15 +16,13 @@ import argparse
 import ast
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import HttpServer, WebSocketServer
 from ..constants import ErrorCode, Mode, SockType
 from ..errors import ServerError
 from .loader import AsgiEntry, ImportedApp, ImportedCallable, LoadError, WsgiEntry, check_in_child
 from .proxy import ProxyHeadersAsgi, ProxyHeadersWsgi, TrustedHosts
-
-if TYPE_CHECKING:
-    from ..server import HttpServer
 
 EXIT_USAGE = 2
 EXIT_LOAD = 1
@@ -170,8 +168,6 @@ def check(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 
 def build(args: argparse.Namespace, interface: str, settings: dict[str, Any]) -> HttpServer:
     """The server, bound, set and mounted (raises ServerError for the bind, ValueError for a setting)."""
-    from ..server import HttpServer, WebSocketServer
-
     mode = Mode.PROCESS if args.mode == "process" else Mode.BASE
     if args.uds:
         host, port, sock_type = args.uds, 0, int(SockType.UNIX_STREAM)
