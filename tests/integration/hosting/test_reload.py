@@ -121,12 +121,12 @@ def test_a_reload_runs_the_applications_code_as_it_is_on_disk_then(serve, tmp_pa
     app_dir.mkdir()
     source = app_dir / "versioned_app.py"
     shutil.copy(APPS / "versioned_app.py", source)
-    served = serve("versioned_app:app", "--workers", "2", app_dir=app_dir)
+    served = serve("versioned_app:app", "--workers", "1", app_dir=app_dir)  # PROCESS mode: one worker reloads too
     with http_client(base_url=served.url) as client:
         before = client.get("/").text
 
         source.write_text(source.read_text().replace('VERSION = "v1"', 'VERSION = "v2, changed"'))
-        reload_and_wait(served, 2)
+        reload_and_wait(served, 1)
         after = client.get("/").text
 
     assert before.startswith("v1 ")
