@@ -279,7 +279,7 @@ def test_pid_file_with_status_reload_and_stop(serve):
     after = workers()
     stop = pyswoole("stop", pid_file)
 
-    assert status["worker_num"] == 2 and status["master_pid"] == served.proc.pid
+    assert status["server"]["worker_num"] == 2 and status["master_pid"] == served.proc.pid
     assert reload.returncode == 0 and not after & before
     assert stop.returncode == 0 and served.wait() == 0
 
