@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..http.parser import RequestHead
     from ..http.request import Request
     from ..http.response import Response, ResponseSink
+    from ..http.service import Answered
     from ..port import Port
     from ..runtime.context import Runtime
     from ..runtime.worker import EventWorker
@@ -182,6 +183,7 @@ class AsgiApp:
         server_port: int,
         scheme: str,
         sink: ResponseSink,
+        answered: Answered,
     ) -> None:
         path, raw_path = self._rooted(decode_path(head.path), head.path)
         scope = {
@@ -200,8 +202,8 @@ class AsgiApp:
             "state": self.state.copy(),
             "extensions": self.extensions,
         }
-        exchange = _HttpExchange(self.rt, session_id, sink, head.method == "HEAD", head.keep_alive, head.version,
-                                 self.drain_limit())  # fmt: skip
+        exchange = _HttpExchange(self.rt, session_id, sink, answered, head.method == "HEAD", head.keep_alive,
+                                 head.version, self.drain_limit())  # fmt: skip
         worker.serve_unit("ASGI application", self._run_http, (scope, body, exchange), _ignore)
 
     async def _run_http(self, scope: Scope, body: bytes, exchange: _HttpExchange) -> None:
@@ -316,14 +318,15 @@ class AsgiApp:
 class _HttpExchange:
     """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
 
-    __slots__ = ("rt", "session_id", "sink", "head_only", "keep_alive", "version", "drain_limit", "started", "ended",
-                 "gone", "chunked", "status", "_head")  # fmt: skip
+    __slots__ = ("rt", "session_id", "sink", "answered", "head_only", "keep_alive", "version", "drain_limit",
+                 "started", "ended", "gone", "chunked", "status", "headers", "length", "_head")  # fmt: skip
 
     def __init__(
         self,
         rt: Runtime,
         session_id: int,
         sink: ResponseSink,
+        answered: Answered,
         head_only: bool,
         keep_alive: bool,
         version: str,
@@ -332,6 +335,7 @@ class _HttpExchange:
         self.rt = rt
         self.session_id = session_id
         self.sink = sink
+        self.answered = answered
         self.head_only = head_only
         self.keep_alive = keep_alive
         self.version = version
@@ -341,6 +345,8 @@ class _HttpExchange:
         self.gone = False  # the client went away before the response was complete
         self.chunked = False
         self.status = 0
+        self.headers: Any = ()  # as the application gave them, for the access log
+        self.length = 0  # body bytes sent
         self._head: list[bytes] = []  # the head's lines, sent with the first body
 
     async def send(self, message: Message) -> None:
@@ -367,6 +373,7 @@ class _HttpExchange:
 
     def _start(self, status: int, headers: Any) -> None:
         self.status = status
+        self.headers = headers
         lines = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
         self.chunked = True  # unless the application gives the length
         has_date = has_server = False
@@ -416,11 +423,13 @@ class _HttpExchange:
             if not more:
                 head = self._finish_head(0 if no_body else len(body))
                 self._write(head if no_body else head + body)
+                self.length = 0 if no_body else len(body)
                 self._end()
                 return
             self._write(self._finish_head(None))
         if not no_body and body:
             self._write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
+            self.length += len(body)
         if more:
             await self._drain()
         else:
@@ -435,6 +444,7 @@ class _HttpExchange:
         if not self.head_only and size and not self.sink.sendfile(path, 0, size):
             self.ended = self.gone = True
             raise ClientDisconnected("the client went away")
+        self.length = 0 if self.head_only else size
         self._end()
 
     def _write(self, data: bytes) -> None:
@@ -445,6 +455,7 @@ class _HttpExchange:
     def _end(self) -> None:
         self.ended = True
         self.sink.finish(self.keep_alive)
+        self.answered(self.status, self.length, self.headers)
 
     async def _drain(self) -> None:
         """Back-pressure: wait while the client has not taken most of what was sent."""
@@ -473,6 +484,7 @@ class _HttpExchange:
         self.ended = True
         if self.sink.send(head + body):
             self.sink.finish(False)
+            self.answered(500, len(body), ())
 
     def done(self) -> None:
         """The application returned: a response it never completed is answered 500, or closed if it had begun."""

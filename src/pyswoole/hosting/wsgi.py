@@ -27,6 +27,7 @@ from . import connection_ends
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
     from ..http.response import ResponseSink
+    from ..http.service import Answered
     from ..runtime.context import Runtime
     from ..runtime.worker import EventWorker
 
@@ -59,9 +60,11 @@ class WsgiApp:
         server_port: int,
         scheme: str,
         sink: ResponseSink,
+        answered: Answered,
     ) -> None:
         environ = self.environ(head, body, remote_addr, remote_port, server_port, scheme)
-        worker.serve_unit("WSGI application", self._run, (environ, sink, head), _ignore)
+        exchange = _WsgiExchange(self.rt, sink, answered, head.method == "HEAD", head.keep_alive, head.version)
+        worker.serve_unit("WSGI application", self._run, (environ, exchange), _ignore)
 
     def environ(
         self, head: RequestHead, body: bytes, remote_addr: str, remote_port: int, server_port: int, scheme: str
@@ -110,19 +113,18 @@ class WsgiApp:
                 environ[key] = environ[key] + "," + text if key in environ else text
         return environ
 
-    def _run(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
+    def _run(self, environ: dict[str, Any], exchange: _WsgiExchange) -> None:
         # The application runs as under a synchronous server: the worker's loop, blocked meanwhile, is hidden from
         # it, so that code which starts a loop of its own (asyncio.run, asgiref's async_to_sync under Django's
         # async views) does not find one running in this thread.
         loop = asyncio._get_running_loop()
         asyncio._set_running_loop(None)
         try:
-            self._call(environ, sink, head)
+            self._call(environ, exchange)
         finally:
             asyncio._set_running_loop(loop)
 
-    def _call(self, environ: dict[str, Any], sink: ResponseSink, head: RequestHead) -> None:
-        exchange = _WsgiExchange(self.rt, sink, head.method == "HEAD", head.keep_alive, head.version)
+    def _call(self, environ: dict[str, Any], exchange: _WsgiExchange) -> None:
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, exchange.start_response)
@@ -145,12 +147,15 @@ class WsgiApp:
 class _WsgiExchange:
     """One response: the head held until the first body bytes (or the end), then plain or chunked bytes."""
 
-    __slots__ = ("rt", "sink", "head_only", "keep_alive", "version", "status", "headers", "head_sent", "chunked",
-                 "length", "ended", "buffered")  # fmt: skip
+    __slots__ = ("rt", "sink", "answered", "head_only", "keep_alive", "version", "status", "headers", "head_sent",
+                 "chunked", "length", "sent", "ended", "buffered")  # fmt: skip
 
-    def __init__(self, rt: Runtime, sink: ResponseSink, head_only: bool, keep_alive: bool, version: str) -> None:
+    def __init__(
+        self, rt: Runtime, sink: ResponseSink, answered: Answered, head_only: bool, keep_alive: bool, version: str
+    ) -> None:
         self.rt = rt
         self.sink = sink
+        self.answered = answered
         self.head_only = head_only
         self.keep_alive = keep_alive
         self.version = version
@@ -158,7 +163,8 @@ class _WsgiExchange:
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
         self.chunked = False
-        self.length: int | None = None
+        self.length: int | None = None  # the application's Content-Length
+        self.sent = 0  # body bytes sent
         self.ended = False
         self.buffered: list[bytes] = []  # the first body piece, kept to send with the head
 
@@ -232,6 +238,7 @@ class _WsgiExchange:
         if self.head_only or not data:
             return
         self._send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        self.sent += len(data)
 
     def _send(self, data: bytes) -> None:
         if not self.sink.send(data):
@@ -243,10 +250,15 @@ class _WsgiExchange:
         if not self.head_sent:
             body = self.buffered.pop() if self.buffered else b""
             self._send(self._head(len(body)) + (b"" if self.head_only else body))
+            self.sent = 0 if self.head_only else len(body)
         elif self.chunked:
             self._send(b"0\r\n\r\n")
         self.ended = True
         self.sink.finish(self.keep_alive)
+        self.answered(int(self.status.split(" ", 1)[0]), self.sent, self._header_pairs())
+
+    def _header_pairs(self) -> list[tuple[bytes, bytes]]:
+        return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
 
     def fail(self) -> None:
         if self.ended:
@@ -260,6 +272,7 @@ class _WsgiExchange:
                          b"Content-Length: %d\r\n" % len(body), CONNECTION_LINES[False], b"\r\n"))  # fmt: skip
         if self.sink.send(head + body):
             self.sink.finish(False)
+            self.answered(500, len(body), ())
 
 
 class _LogStream:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..constants import EventType
@@ -49,9 +50,15 @@ class SweptConnection(Protocol):
     def sweep(self, now: float) -> None: ...
 
 
+# What a hosted application reports once a response is complete: its status, its body's length and its headers
+# (bytes pairs), counted and access-logged as a Request callback's response is.
+Answered = Callable[[int, int, Sequence[tuple[bytes, bytes]]], None]
+
+
 class HttpApp(Protocol):
     """A hosted application (``HttpServer.mount``) that answers every HTTP request of a port in place of the
-    Request callback: it gets the parsed head, the whole body and the connection's sink."""
+    Request callback: it gets the parsed head, the whole body, the connection's sink, and ``answered`` to report
+    the response it completed."""
 
     def http(
         self,
@@ -64,6 +71,7 @@ class HttpApp(Protocol):
         server_port: int,
         scheme: str,
         sink: ResponseSink,
+        answered: Answered,
     ) -> None: ...
 
 
@@ -169,7 +177,13 @@ class HttpService:
         response if the callback does not."""
         websocket = self.websocket
         if self.app is not None and (websocket is None or head.upgrade != b"websocket"):
-            self.app.http(worker, head, body, session_id, remote_addr, remote_port, self.port.port, self.scheme, sink)
+            answers = self.answers
+
+            def answered(status: int, length: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+                answers.answered(worker.counters, head, remote_addr, status, length, master_time, headers)
+
+            self.app.http(worker, head, body, session_id, remote_addr, remote_port, self.port.port, self.scheme, sink,
+                          answered)  # fmt: skip
             return
         request = Request(head, body, session_id, remote_addr, remote_port, self.port.port, master_time, self.options)
         if websocket is not None and head.upgrade == b"websocket":
