@@ -20,6 +20,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
 
+VERDICTS_KEPT = 4096  # peers whose verdict TrustedHosts remembers
+
+
 class TrustedHosts:
     """The addresses whose proxy headers count: ``"*"`` (all), or addresses and networks (``10.0.0.0/8``).
 
@@ -37,12 +40,23 @@ class TrustedHosts:
                 self.networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
                 raise ValueError(f"forwarded_allow_ips: {item!r} is neither an IP address nor a network") from None
+        # Every request asks about its peer, and parsing an address costs more than the rest of the check: the
+        # verdicts are kept, for a bounded number of peers (emptied when full).
+        self._verdicts: dict[object, bool] = {}
 
     def __contains__(self, host: object) -> bool:
         if self.everyone or not host:
             return True
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            verdict = self._verdicts[host] = self._trusted(str(host))
+        return verdict
+
+    def _trusted(self, host: str) -> bool:
         try:
-            address = ipaddress.ip_address(str(host))
+            address = ipaddress.ip_address(host)
         except ValueError:
             return False
         return any(address in network for network in self.networks)

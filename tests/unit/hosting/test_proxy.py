@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from pyswoole.hosting.proxy import ProxyHeadersAsgi, ProxyHeadersWsgi, TrustedHosts
+from pyswoole.hosting.proxy import VERDICTS_KEPT, ProxyHeadersAsgi, ProxyHeadersWsgi, TrustedHosts
 
 
 def test_trusted_hosts_are_addresses_and_networks():
@@ -20,6 +20,16 @@ def test_trusted_hosts_are_addresses_and_networks():
 def test_a_star_trusts_everyone_and_a_peer_without_an_address_is_trusted():
     assert "203.0.113.9" in TrustedHosts("*")
     assert "" in TrustedHosts("127.0.0.1") and None in TrustedHosts("127.0.0.1")  # a UNIX socket's peer
+
+
+def test_verdicts_stay_right_past_the_number_of_peers_remembered():
+    trusted = TrustedHosts("10.0.0.0/8")
+    peers = [f"10.{i // 256 % 256}.{i % 256}.1" for i in range(VERDICTS_KEPT + 10)]
+    outsiders = [f"192.168.{i // 256 % 256}.{i % 256}" for i in range(VERDICTS_KEPT + 10)]
+    for _ in range(2):  # the second round asks again, after the remembered verdicts were dropped
+        assert all(peer in trusted for peer in peers)
+        assert not any(outsider in trusted for outsider in outsiders)
+        assert "not an address" not in trusted
 
 
 def test_a_wrong_entry_is_refused():
