@@ -13,9 +13,11 @@ use curl (``curl``), ``http.client`` and ``httpx`` for everything else.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 from programs import need
 
@@ -272,6 +274,14 @@ def start_http_server(
     )  # fmt: skip
     server.wait_events("worker_start", settings["worker_num"] + settings["task_worker_num"])
     return server
+
+
+def http_counts(pid_file: Path) -> dict:
+    """The responses by status class in the snapshot published beside ``pid_file`` ({} until there is one)."""
+    try:
+        return json.loads(pid_file.with_name(pid_file.name + ".stats.json").read_text()).get("http", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def url(server, path: str = "/", port: int | None = None) -> str:

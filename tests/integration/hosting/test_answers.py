@@ -3,12 +3,12 @@ count by status class in the published snapshot (what ``pyswoole status`` and ``
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 from hostkit import http_client
 
+from httpkit import http_counts
 from serverkit import wait_until
 
 # path -> the status both probe applications answer it with
@@ -37,13 +37,5 @@ def test_hosted_responses_are_logged_and_counted_by_status_class(serve, tmp_path
     assert logged[2] == '127.0.0.1 "GET /nope HTTP/1.1" 404 9 text/plain'
     assert logged[3] == '127.0.0.1 "GET /raise-before HTTP/1.1" 500 21 -'
 
-    stats_file = served.pid_file.with_name(served.pid_file.name + ".stats.json")
-
-    def http_counts() -> dict:
-        try:
-            return json.loads(stats_file.read_text()).get("http", {})
-        except (OSError, ValueError):
-            return {}
-
-    wait_until(lambda: http_counts() == {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 1, "5xx": 1},
-               message=lambda: f"counts: {http_counts()}")  # fmt: skip
+    wait_until(lambda: http_counts(served.pid_file) == {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 1, "5xx": 1},
+               message=lambda: f"counts: {http_counts(served.pid_file)}")  # fmt: skip

@@ -3,13 +3,12 @@ its format, and the responses by status class in the published snapshot (what ``
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 
 import httpx
 
-from httpkit import start_http_server, url
+from httpkit import http_counts, start_http_server, url
 from serverkit import wait_until
 
 
@@ -65,13 +64,5 @@ def test_responses_are_counted_by_status_class_in_the_snapshot(start_server, mod
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as bad:
         bad.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         assert bad.recv(100).startswith(b"HTTP/1.1 400")
-    stats_file = pid_file.with_name(pid_file.name + ".stats.json")
-
-    def http_counts() -> dict:
-        try:
-            return json.loads(stats_file.read_text()).get("http", {})
-        except (OSError, ValueError):
-            return {}
-
-    wait_until(lambda: http_counts() == {"1xx": 0, "2xx": 4, "3xx": 0, "4xx": 1, "5xx": 1},
-               message=lambda: f"counts: {http_counts()}")  # fmt: skip
+    wait_until(lambda: http_counts(pid_file) == {"1xx": 0, "2xx": 4, "3xx": 0, "4xx": 1, "5xx": 1},
+               message=lambda: f"counts: {http_counts(pid_file)}")  # fmt: skip
