@@ -27,7 +27,7 @@ class CallbackRunner:
             result, ok = None, False
         else:
             ok = True
-        if asyncio.iscoroutine(result):
+        if result is not None and asyncio.iscoroutine(result):  # None (most callbacks): no ABC check
             if self.loop is not None:
                 self.spawn(result, then)
                 return ok

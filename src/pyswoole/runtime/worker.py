@@ -368,7 +368,7 @@ class EventWorker:
             done(exc, None)
         else:
             counts[_REQUEST] += 1
-            if asyncio.iscoroutine(result):
+            if result is not None and asyncio.iscoroutine(result):  # None (most callbacks): no ABC check
                 self.spawn(_finish_unit(what, result, done))
             else:
                 done(None, result)
