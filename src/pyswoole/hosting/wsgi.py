@@ -209,10 +209,11 @@ class _WsgiExchange:
             lines.append(SERVER_LINE)
         if not has_date:
             lines.append(date_line())
-        no_body = self.head_only or code in (204, 304) or code < 200
-        if self.length is None and not no_body:
-            if body_length is not None:
+        if self.length is None and code >= 200 and code not in (204, 304):
+            if body_length is not None:  # for HEAD too: the length a GET would have had (the body is not sent)
                 lines.append(b"Content-Length: %d\r\n" % body_length)
+            elif self.head_only:
+                pass  # no body follows a HEAD response whatever its headers say
             elif self.version == "1.1":
                 lines.append(b"Transfer-Encoding: chunked\r\n")
                 self.chunked = True

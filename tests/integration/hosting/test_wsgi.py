@@ -133,6 +133,13 @@ def test_head_gets_the_length_and_no_body(client):
     assert response.headers["content-length"] == "1234" and response.content == b""
 
 
+def test_head_gets_the_length_of_a_body_the_application_did_not_measure(client):
+    response = client.head("/")  # the probe answers "probe" without a Content-Length of its own
+
+    assert response.headers["content-length"] == "5" and response.content == b""
+    assert client.get("/").text == "probe"  # and the connection serves on
+
+
 def test_a_worker_runs_one_request_at_a_time(probe, probe_log):
     tokens = [uuid.uuid4().hex for _ in range(2)]
 
