@@ -402,11 +402,15 @@ class _HttpExchange:
         lines = self._head
         if connection_ends(self.rt):
             self.keep_alive = False
-        if body_length is not None and self.chunked:
-            lines.append(b"Content-Length: %d\r\n" % body_length)
+        if self.status in (204, 304) or self.status < 200:
+            self.chunked = False  # no body, and no length: RFC 9110 forbids one on 1xx and 204
+        elif body_length is not None and self.chunked:
+            lines.append(b"Content-Length: %d\r\n" % body_length)  # for HEAD: what a GET would have had
             self.chunked = False
         elif self.chunked:
-            if self.version == "1.1":
+            if self.head_only:
+                self.chunked = False  # nothing follows a HEAD response
+            elif self.version == "1.1":
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # HTTP/1.0: the body ends with the connection
@@ -421,7 +425,7 @@ class _HttpExchange:
         no_body = self.head_only or self.status in (204, 304) or self.status < 200
         if self._head:  # the first body message carries the head
             if not more:
-                head = self._finish_head(0 if no_body else len(body))
+                head = self._finish_head(len(body))
                 self._write(head if no_body else head + body)
                 self.length = 0 if no_body else len(body)
                 self._end()

@@ -13,6 +13,7 @@ its :class:`~.manager.OpsThread`); every other process closes its copy of the so
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from functools import partial
 from typing import Any
@@ -27,7 +28,7 @@ from . import stats
 from .context import Runtime
 from .dispatch import HASH_MODES
 from .manager import Manager, OpsThread
-from .master import Master
+from .master import HANDLED_SIGNALS, Master
 from .task_worker import TaskWorker
 from .worker import EventWorker
 
@@ -75,6 +76,7 @@ def run(rt: Runtime, admin: AdminServer | None = None) -> None:
     try:
         if rt.mode == Mode.PROCESS:
             _drop_unsafe_events(rt)
+            signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # see master.HANDLED_SIGNALS
             manager_pid = _fork_manager(rt, admin)
             if admin is not None:
                 admin.close()  # the manager serves it
@@ -137,6 +139,7 @@ def _fork_manager(rt: Runtime, admin: AdminServer | None) -> int:
     manager_pid = os.fork()
     if manager_pid:
         return manager_pid
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # blocked for the master only
     code = 0
     try:
         Manager(rt, partial(run_child, rt), admin).run()

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from .context import Runtime
 
 ACCEPT_BATCH = 64
+# The signals the master's loop handles. boot blocks them before forking the manager, and the master unblocks
+# them once its handlers are in place: a stop asked for at once (a worker whose application failed to start
+# calls shutdown()) or an early reload then waits a moment instead of meeting the default action, which would
+# kill the master and leave its children without it.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGRTMIN)
 
 
 class Master:
@@ -75,6 +80,7 @@ class Master:
         loop.add_signal_handler(signal.SIGINT, self.shutdown)
         for forwarded in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGRTMIN):
             loop.add_signal_handler(forwarded, self._forward_to_manager, forwarded)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # what came meanwhile is handled now
         self._manager_fd = os.pidfd_open(self.manager_pid)  # readable once the manager has exited
         loop.add_reader(self._manager_fd, self._manager_exited)
         self.shared.globals[Global.MASTER_PID] = os.getpid()

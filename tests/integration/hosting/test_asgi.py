@@ -304,3 +304,25 @@ def test_lifespan_off_never_calls_the_lifespan_scope(serve, tmp_path):
         assert client.get("/scope").json()["state"] == {}
     assert served.stop(signal.SIGINT) == 0
     assert not log.exists()
+
+
+def test_head_gets_the_length_a_get_would_have_had_and_no_body(client):
+    response = client.head("/bare")
+
+    assert response.headers["content-length"] == "4" and response.content == b""
+    assert client.get("/bare").text == "bare"  # the connection serves on
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_a_bodiless_status_gets_neither_a_length_nor_a_body(probe, code):
+    with socket.create_connection(("127.0.0.1", probe.port), timeout=10) as sock:
+        sock.sendall(b"GET /bare?code=%d HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n" % code)
+        received = b""
+        while not received.endswith(b"probe"):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {received!r}"
+            received += chunk
+    first, second = received.split(b"HTTP/1.1 200", 1)
+    assert first.startswith(b"HTTP/1.1 %d" % code) and first.endswith(b"\r\n\r\n")
+    assert b"content-length" not in first.lower() and b"transfer-encoding" not in first.lower()
+    assert b"bare" not in first and second.endswith(b"probe")

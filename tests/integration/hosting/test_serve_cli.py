@@ -4,11 +4,13 @@ application that cannot be loaded or a port in use), and the operator's commands
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
@@ -303,3 +305,16 @@ def _get(url: str) -> str | None:
         return httpx.get(url, trust_env=False).text
     except httpx.TransportError:
         return None
+
+
+def test_a_sigterm_as_soon_as_the_pid_file_exists_stops_the_server_cleanly(serve):
+    # The master's loop installs its handlers after starting its reactor threads; a stop asked before that
+    # (here, or by a worker whose application fails at once) must still be a clean stop, not the default action.
+    served = serve("asgi_probe:app", "--workers", "2", "--mode", "process", "--no-access-log", start=False)
+    served.launch()
+    deadline = time.monotonic() + 30
+    while not served.pid_file.exists() and served.proc.poll() is None and time.monotonic() < deadline:
+        pass  # as soon as it exists: the window this test is about lasts milliseconds
+    os.kill(served.proc.pid, signal.SIGTERM)
+
+    assert served.wait(30) == 0, served.describe()

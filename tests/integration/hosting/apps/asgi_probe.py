@@ -120,6 +120,10 @@ async def http(scope, receive, send):
     elif path == "/body":
         body, sizes = await read_body(receive)
         await answer(send, json.dumps({"size": len(body), "pieces": sizes, "sum": sum(body) % 65536}))
+    elif path == "/bare":  # a body without a Content-Length of the application's, under any status
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": int(query.get("code", "200")), "headers": headers})
+        await send({"type": "http.response.body", "body": b"bare"})
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(int(query.get("n", "3"))):
