@@ -70,6 +70,9 @@ class AsgiApp:
         self._servers: dict[int, tuple[str, int | None]] = {}  # scope["server"] by port number
         self._drain_limit = 0  # see drain_limit
         self.extensions = {"http.response.pathsend": {}, "pyswoole": {"server": rt.server}}
+        # Set once lifespan startup is over: a request that comes earlier (the worker already listens, so that
+        # startup code can use the server, task_co included) waits for it, and sees the state startup made.
+        self._started = asyncio.Event()
 
     def _port(self, number: int) -> Port | None:
         return next((port for port in self.rt.ports if port.port == number), None)
@@ -111,6 +114,12 @@ class AsgiApp:
     # Lifespan (a runtime WorkerHook) -----------------------------------------------------------------------
 
     async def worker_started(self, worker: EventWorker) -> None:
+        try:
+            await self._start_lifespan(worker)
+        finally:
+            self._started.set()
+
+    async def _start_lifespan(self, worker: EventWorker) -> None:
         if self.lifespan == "off":
             return
         queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -132,6 +141,9 @@ class AsgiApp:
                     done.set_exception(exc)
                 elif not isinstance(exc, asyncio.CancelledError):
                     logger.exception("the ASGI application's lifespan failed")
+            else:
+                if not done.done():  # returned without answering: no lifespan support (as uvicorn takes it)
+                    done.set_exception(RuntimeError("the lifespan scope returned without lifespan.startup.complete"))
 
         self._lifespan_task = asyncio.get_running_loop().create_task(run())
         await queue.put({"type": "lifespan.startup"})
@@ -219,6 +231,9 @@ class AsgiApp:
             await exchange.disconnected()
             return {"type": "http.disconnect"}
 
+        if not self._started.is_set():
+            await self._started.wait()
+            scope["state"] = self.state.copy()
         try:
             await self.app(scope, receive, exchange.send)
         except Exception:
@@ -231,6 +246,8 @@ class AsgiApp:
 
     async def websocket_handshake(self, request: Request, response: Response) -> bool:
         """HandShake: run the application until it accepts, refuses or sends a denial response."""
+        if not self._started.is_set():
+            await self._started.wait()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in request.header.items()]
         offered = request.header.get("sec-websocket-protocol", "")
         server_info = request.server

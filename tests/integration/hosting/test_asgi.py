@@ -326,3 +326,31 @@ def test_a_bodiless_status_gets_neither_a_length_nor_a_body(probe, code):
     assert first.startswith(b"HTTP/1.1 %d" % code) and first.endswith(b"\r\n\r\n")
     assert b"content-length" not in first.lower() and b"transfer-encoding" not in first.lower()
     assert b"bare" not in first and second.endswith(b"probe")
+
+
+@pytest.mark.parametrize("mode", ["base", "process"])
+def test_a_request_during_a_slow_lifespan_startup_waits_for_it(serve, mode):
+    served = serve("asgi_probe:app", "--mode", mode, "--workers", "1", start=False,
+                   env={"PROBE_STARTUP": "slow:1.5"})  # fmt: skip
+    served.launch()
+
+    # The worker listens before its startup is over: whatever answers first must see the state startup made.
+    def first_state() -> list[dict] | None:
+        try:
+            with http_client(base_url=served.url) as client:
+                return [client.get("/scope").json()["state"]]  # in a list: an empty state is an answer too
+        except httpx.TransportError:
+            return None
+
+    (state,) = wait_until(first_state, 30, "the server never answered")
+    assert "started_by" in state
+
+
+def test_an_application_that_returns_on_the_lifespan_scope_is_served_without_lifespan(serve):
+    served = serve("asgi_probe:app", "--lifespan", "auto", "--workers", "1", env={"PROBE_STARTUP": "return"})
+
+    with http_client(base_url=served.url) as client:
+        assert client.get("/scope").json()["state"] == {}
+    started = time.monotonic()
+    assert served.stop() == 0
+    assert time.monotonic() - started < 5  # the worker's startup was not left hanging: it stops at once

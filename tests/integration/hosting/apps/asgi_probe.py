@@ -48,6 +48,10 @@ async def lifespan(scope, receive, send):
             if behaviour == "fail":
                 await send({"type": "lifespan.startup.failed", "message": "failed on purpose"})
                 return
+            if behaviour == "return":  # an application that ignores the lifespan scope
+                return
+            if behaviour.startswith("slow:"):  # a startup that takes a while (a pool to open, a model to load)
+                await asyncio.sleep(float(behaviour[5:]))
             scope["state"]["started_by"] = os.getpid()
             log_line("startup")
             await send({"type": "lifespan.startup.complete"})
