@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..constants import UNIX_TYPES, Mode
-from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line, status_line
+from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line, status_line
 from ..http.request import decode_path
 from ..log import logger
 from ..websocket.frames import Opcode
@@ -375,8 +375,8 @@ class _HttpExchange:
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
-            self.started = True
             self._start(int(message["status"]), message.get("headers", ()))
+            self.started = True  # after _start: a start it refused leaves the 500 possible
         elif kind == "http.response.body":
             if not self.started:
                 raise RuntimeError("http.response.body before http.response.start")
@@ -395,6 +395,8 @@ class _HttpExchange:
         self.chunked = True  # unless the application gives the length
         has_date = has_server = False
         for name, value in headers:
+            if breaks_the_line(name, value):
+                raise RuntimeError(f"header {bytes(name)!r} holds CR, LF or NUL")
             lower = bytes(name).lower()
             if lower == b"content-length":
                 self.chunked = False

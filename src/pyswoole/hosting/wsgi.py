@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, date_line
+from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line
 from ..http.request import decode_path
 from ..log import logger
 from . import connection_ends
@@ -179,6 +179,11 @@ class _WsgiExchange:
                 exc_info = None
         elif self.status:
             raise RuntimeError("start_response called twice without exc_info")
+        if breaks_the_line(b"", status.encode("latin-1")):
+            raise ValueError(f"status {status!r} holds CR, LF or NUL")
+        for name, value in headers:
+            if breaks_the_line(name.encode("latin-1"), value.encode("latin-1")):
+                raise ValueError(f"header {name!r} holds CR, LF or NUL")
         self.buffered.clear()  # a body piece written under the status being replaced
         self.status = status
         self.headers = list(headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import time
 from email.utils import formatdate
 from urllib.parse import quote_plus
@@ -15,6 +16,7 @@ from urllib.parse import quote_plus
 SERVER_LINE = b"Server: pyswoole\r\n"
 HEADER_FORBIDDEN = frozenset("\r\n\0")  # in a header value
 NAME_FORBIDDEN = frozenset(' \t\r\n\0:;,"()<>@[]{}/?=\\')  # in a header name (a token)
+_LINE_BREAKERS = re.compile(rb"[\r\n\x00]")
 CONNECTION_LINES = {True: b"Connection: keep-alive\r\n", False: b"Connection: close\r\n"}
 DEFAULT_CONTENT_TYPE_LINE = b"Content-Type: text/html\r\n"
 
@@ -243,3 +245,9 @@ def error_response(status: int) -> bytes:
     """The whole answer to a request the parser refused (``ParseError.status``); the connection then closes."""
     body = f"<html><body><h1>{status} {REASONS[status]}</h1></body></html>\n".encode()
     return build_head(status, [b"Content-Type: text/html\r\n"], False, len(body)) + body
+
+
+def breaks_the_line(name: bytes, value: bytes) -> bool:
+    """Whether a header an application gave could end its line early (CR, LF or NUL) and so inject another
+    header, or a whole response."""
+    return _LINE_BREAKERS.search(name) is not None or _LINE_BREAKERS.search(value) is not None

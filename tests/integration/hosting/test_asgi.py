@@ -354,3 +354,10 @@ def test_an_application_that_returns_on_the_lifespan_scope_is_served_without_lif
     started = time.monotonic()
     assert served.stop() == 0
     assert time.monotonic() - started < 5  # the worker's startup was not left hanging: it stops at once
+
+
+def test_a_header_with_a_line_break_is_refused_with_500_and_nothing_smuggled(client):
+    response = client.get("/inject")
+
+    assert response.status_code == 500 and "set-cookie" not in response.headers
+    assert b"injected" not in response.content

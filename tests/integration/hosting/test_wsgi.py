@@ -160,3 +160,10 @@ def test_a_worker_runs_one_request_at_a_time(probe, probe_log):
             times[word, token] = float(when[0])
     first, second = sorted(tokens, key=lambda token: times["begin", token])
     assert times["end", first] <= times["begin", second]  # one worker: the second waited for the first
+
+
+def test_a_header_with_a_line_break_is_refused_with_500_and_nothing_smuggled(client):
+    response = client.get("/inject")
+
+    assert response.status_code == 500 and "set-cookie" not in response.headers
+    assert b"injected" not in response.content

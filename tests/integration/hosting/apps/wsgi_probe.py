@@ -72,6 +72,9 @@ def app(environ, start_response):
         write(b"written ")
         write(b"then ")
         return [b"returned"]
+    if path == "/inject":  # a header value that would smuggle another header in
+        start_response("200 OK", [("X-A", "1\r\nSet-Cookie: evil=1")])
+        return [b"injected"]
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing(token, [b"one\n", b"two\n", b"three\n"])
