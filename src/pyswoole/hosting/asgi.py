@@ -236,9 +236,11 @@ class AsgiApp:
             scope["state"] = self.state.copy()
         try:
             await self.app(scope, receive, exchange.send)
-        except Exception:
-            logger.exception("ASGI application failed (%s %s)", scope["method"], scope["path"])
+        except BaseException as exc:  # a CancelledError or SystemExit of the app's own too: its request is answered
             exchange.failed()
+            if _cancelled(exc):
+                raise
+            logger.error("ASGI application failed (%s %s)", scope["method"], scope["path"], exc_info=exc)
             return
         exchange.done()
 
@@ -308,9 +310,11 @@ class AsgiApp:
     async def _run_websocket(self, scope: Scope, session: _WebSocketSession) -> None:
         try:
             await self.app(scope, session.receive, session.send)
-        except Exception:
-            logger.exception("ASGI application failed on WebSocket %s", scope["path"])
+        except BaseException as exc:
             session.failed()
+            if _cancelled(exc):
+                raise
+            logger.error("ASGI application failed on WebSocket %s", scope["path"], exc_info=exc)
             return
         session.ended()
 
@@ -583,6 +587,13 @@ class _WebSocketSession:
         elif self.accepted and not self.closed and not self.close_sent:
             self.close_sent = True
             self.rt.server.disconnect(self.fd, 1000, "")
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is this task being cancelled (the worker stopping), not a CancelledError the application
+    raised by itself."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 
 
 def _ignore(error: Exception | None, result: Any) -> None:

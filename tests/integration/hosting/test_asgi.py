@@ -361,3 +361,11 @@ def test_a_header_with_a_line_break_is_refused_with_500_and_nothing_smuggled(cli
 
     assert response.status_code == 500 and "set-cookie" not in response.headers
     assert b"injected" not in response.content
+
+
+@pytest.mark.parametrize("path", ["/cancel", "/exit"])
+def test_an_application_raising_cancelled_error_or_system_exit_gets_a_500_and_the_worker_serves_on(probe, path):
+    with http_client(base_url=probe.url) as client:
+        pid = client.get("/scope").json()["pid"]
+        assert client.get(path).status_code == 500
+        assert client.get("/scope").json()["pid"] == pid  # the same worker, still serving

@@ -124,6 +124,10 @@ async def http(scope, receive, send):
     elif path == "/body":
         body, sizes = await read_body(receive)
         await answer(send, json.dumps({"size": len(body), "pieces": sizes, "sum": sum(body) % 65536}))
+    elif path == "/cancel":  # the application's own CancelledError (not the server cancelling it)
+        raise asyncio.CancelledError()
+    elif path == "/exit":
+        raise SystemExit(3)
     elif path == "/inject":  # a header value that would smuggle another header in
         headers = [(b"x-a", b"1\r\nSet-Cookie: evil=1")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
