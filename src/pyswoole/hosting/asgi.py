@@ -340,7 +340,7 @@ class _HttpExchange:
     """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
 
     __slots__ = ("rt", "session_id", "sink", "answered", "head_only", "keep_alive", "version", "drain_limit",
-                 "started", "ended", "gone", "chunked", "status", "headers", "length", "_head")  # fmt: skip
+                 "started", "ended", "gone", "chunked", "status", "headers", "length", "declared", "_head")  # fmt: skip
 
     def __init__(
         self,
@@ -368,6 +368,7 @@ class _HttpExchange:
         self.status = 0
         self.headers: Any = ()  # as the application gave them, for the access log
         self.length = 0  # body bytes sent
+        self.declared: int | None = None  # the application's Content-Length
         self._head: list[bytes] = []  # the head's lines, sent with the first body
 
     async def send(self, message: Message) -> None:
@@ -404,6 +405,7 @@ class _HttpExchange:
             lower = bytes(name).lower()
             if lower == b"content-length":
                 self.chunked = False
+                self.declared = int(value)
             elif lower == b"connection":
                 if b"close" in bytes(value).lower():
                     self.keep_alive = False
@@ -446,6 +448,9 @@ class _HttpExchange:
 
     async def _body(self, body: bytes, more: bool) -> None:
         no_body = self.head_only or self.status in (204, 304) or self.status < 200
+        if not no_body and self.declared is not None and self.length + len(body) > self.declared:
+            # More than the Content-Length would be read by the client as the next response.
+            raise RuntimeError(f"the response body runs over its Content-Length ({self.declared})")
         if self._head:  # the first body message carries the head
             if not more:
                 head = self._finish_head(len(body))
@@ -466,6 +471,8 @@ class _HttpExchange:
 
     def _pathsend(self, path: str) -> None:
         size = os.stat(path).st_size
+        if self.declared is not None and self.declared != size:
+            raise RuntimeError(f"pathsend of {size} bytes under a Content-Length of {self.declared}")
         head = self._finish_head(size)
         self._write(head)
         if not self.head_only and size and not self.sink.sendfile(path, 0, size):
@@ -481,6 +488,11 @@ class _HttpExchange:
 
     def _end(self) -> None:
         self.ended = True
+        no_body = self.head_only or self.status in (204, 304) or self.status < 200
+        if not no_body and self.declared is not None and self.length < self.declared:
+            logger.error("ASGI response of session %d ended %d bytes short of its Content-Length; connection closed",
+                         self.session_id, self.declared - self.length)  # fmt: skip
+            self.keep_alive = False  # the client is left waiting for the rest: only the close tells it
         self.sink.finish(self.keep_alive)
         self.answered(self.status, self.length, self.headers)
 

@@ -148,7 +148,7 @@ class _WsgiExchange:
     """One response: the head held until the first body bytes (or the end), then plain or chunked bytes."""
 
     __slots__ = ("rt", "sink", "answered", "head_only", "keep_alive", "version", "status", "headers", "head_sent",
-                 "chunked", "length", "sent", "ended", "buffered")  # fmt: skip
+                 "chunked", "length", "sent", "no_body", "ended", "buffered")  # fmt: skip
 
     def __init__(
         self, rt: Runtime, sink: ResponseSink, answered: Answered, head_only: bool, keep_alive: bool, version: str
@@ -165,6 +165,7 @@ class _WsgiExchange:
         self.chunked = False
         self.length: int | None = None  # the application's Content-Length
         self.sent = 0  # body bytes sent
+        self.no_body = head_only  # and, once the status is known, 1xx, 204 and 304
         self.ended = False
         self.buffered: list[bytes] = []  # the first body piece, kept to send with the head
 
@@ -214,6 +215,7 @@ class _WsgiExchange:
             lines.append(SERVER_LINE)
         if not has_date:
             lines.append(date_line())
+        self.no_body = self.head_only or code in (204, 304) or code < 200
         if self.length is None and code >= 200 and code not in (204, 304):
             if body_length is not None:  # for HEAD too: the length a GET would have had (the body is not sent)
                 lines.append(b"Content-Length: %d\r\n" % body_length)
@@ -241,8 +243,11 @@ class _WsgiExchange:
         self._body(bytes(data))
 
     def _body(self, data: bytes) -> None:
-        if self.head_only or not data:
+        if self.no_body or not data:
             return
+        if self.length is not None and self.sent + len(data) > self.length:
+            # More than the Content-Length would be read by the client as the next response.
+            raise RuntimeError(f"the response body runs over its Content-Length ({self.length})")
         self._send(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
         self.sent += len(data)
 
@@ -255,10 +260,20 @@ class _WsgiExchange:
             raise RuntimeError("the WSGI application returned without calling start_response")
         if not self.head_sent:
             body = self.buffered.pop() if self.buffered else b""
-            self._send(self._head(len(body)) + (b"" if self.head_only else body))
-            self.sent = 0 if self.head_only else len(body)
+            head = self._head(len(body))
+            if self.no_body:
+                body = b""
+            elif self.length is not None and len(body) > self.length:
+                self.head_sent = False  # it was not: fail() answers 500
+                raise RuntimeError(f"the response body runs over its Content-Length ({self.length})")
+            self._send(head + body)
+            self.sent = len(body)
         elif self.chunked:
             self._send(b"0\r\n\r\n")
+        if not self.no_body and self.length is not None and self.sent < self.length:
+            logger.error("WSGI response ended %d bytes short of its Content-Length; connection closed",
+                         self.length - self.sent)  # fmt: skip
+            self.keep_alive = False  # the client is left waiting for the rest: only the close tells it
         self.ended = True
         self.sink.finish(self.keep_alive)
         self.answered(int(self.status.split(" ", 1)[0]), self.sent, self._header_pairs())

@@ -45,6 +45,20 @@ def pyswoole(*args: str, timeout: float = 30.0, cwd: Path | None = None, env: di
     )
 
 
+def raw_exchange(port: int, requests: bytes) -> bytes:
+    """Send ``requests`` (raw HTTP, pipelined) on one connection; return everything received until the server
+    closes it or the last response ends with ``probe`` (what the probe applications answer ``GET /`` with)."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(requests)
+        while not received.endswith(b"probe"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
 def http_client(**options) -> httpx.Client:
     """An httpx client that ignores proxy variables of the environment."""
     return httpx.Client(trust_env=False, timeout=options.pop("timeout", 10.0), **options)

@@ -14,7 +14,7 @@ import uuid
 
 import httpx
 import pytest
-from hostkit import http_client
+from hostkit import http_client, raw_exchange
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
@@ -315,13 +315,10 @@ def test_head_gets_the_length_a_get_would_have_had_and_no_body(client):
 
 @pytest.mark.parametrize("code", [204, 304])
 def test_a_bodiless_status_gets_neither_a_length_nor_a_body(probe, code):
-    with socket.create_connection(("127.0.0.1", probe.port), timeout=10) as sock:
-        sock.sendall(b"GET /bare?code=%d HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n" % code)
-        received = b""
-        while not received.endswith(b"probe"):
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {received!r}"
-            received += chunk
+    received = raw_exchange(
+        probe.port, b"GET /bare?code=%d HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n" % code
+    )
+
     first, second = received.split(b"HTTP/1.1 200", 1)
     assert first.startswith(b"HTTP/1.1 %d" % code) and first.endswith(b"\r\n\r\n")
     assert b"content-length" not in first.lower() and b"transfer-encoding" not in first.lower()
@@ -369,3 +366,15 @@ def test_an_application_raising_cancelled_error_or_system_exit_gets_a_500_and_th
         pid = client.get("/scope").json()["pid"]
         assert client.get(path).status_code == 500
         assert client.get("/scope").json()["pid"] == pid  # the same worker, still serving
+
+
+def test_a_body_over_its_content_length_is_refused_and_nothing_is_smuggled(probe):
+    received = raw_exchange(probe.port, b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 500") and b"abcdef" not in received
+
+
+def test_a_body_short_of_its_content_length_closes_the_connection(probe):
+    received = raw_exchange(probe.port, b"GET /short HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\nabc")  # closed, not reused

@@ -128,6 +128,10 @@ async def http(scope, receive, send):
         raise asyncio.CancelledError()
     elif path == "/exit":
         raise SystemExit(3)
+    elif path in ("/long", "/short"):  # a body that does not match the Content-Length given
+        headers = [(b"content-length", b"3" if path == "/long" else b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"abcdef" if path == "/long" else b"abc"})
     elif path == "/inject":  # a header value that would smuggle another header in
         headers = [(b"x-a", b"1\r\nSet-Cookie: evil=1")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

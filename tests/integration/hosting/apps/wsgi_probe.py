@@ -72,6 +72,12 @@ def app(environ, start_response):
         write(b"written ")
         write(b"then ")
         return [b"returned"]
+    if path in ("/long", "/short"):  # a body that does not match the Content-Length given
+        start_response("200 OK", [("Content-Length", "3" if path == "/long" else "10")])
+        return [b"abcdef" if path == "/long" else b"abc"]
+    if path == "/no-content":  # a body under a status that has none
+        start_response("204 No Content", [])
+        return [b"should not be sent"]
     if path == "/inject":  # a header value that would smuggle another header in
         start_response("200 OK", [("X-A", "1\r\nSet-Cookie: evil=1")])
         return [b"injected"]
