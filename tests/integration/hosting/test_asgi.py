@@ -366,15 +366,3 @@ def test_an_application_raising_cancelled_error_or_system_exit_gets_a_500_and_th
         pid = client.get("/scope").json()["pid"]
         assert client.get(path).status_code == 500
         assert client.get("/scope").json()["pid"] == pid  # the same worker, still serving
-
-
-def test_a_body_over_its_content_length_is_refused_and_nothing_is_smuggled(probe):
-    received = raw_exchange(probe.port, b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
-
-    assert received.startswith(b"HTTP/1.1 500") and b"abcdef" not in received
-
-
-def test_a_body_short_of_its_content_length_closes_the_connection(probe):
-    received = raw_exchange(probe.port, b"GET /short HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
-
-    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\nabc")  # closed, not reused
