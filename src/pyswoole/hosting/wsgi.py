@@ -18,9 +18,9 @@ import io
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line
-from ..http.request import decode_path
 from ..log import logger
 from . import connection_ends
 
@@ -69,14 +69,15 @@ class WsgiApp:
     def environ(
         self, head: RequestHead, body: bytes, remote_addr: str, remote_port: int, server_port: int, scheme: str
     ) -> dict[str, Any]:
-        path = decode_path(head.path)
-        root = self.root_path
+        # PEP 3333: the path's bytes as latin-1 text, whatever they are (not UTF-8 decoded, nothing replaced).
+        path = (unquote_to_bytes(head.path) if b"%" in head.path else head.path).decode("latin-1")
+        root = self.root_path.encode("utf-8").decode("latin-1")
         if root and (path == root or path.startswith(root + "/")):
             path = path[len(root) :]
         environ: dict[str, Any] = {
             "REQUEST_METHOD": head.method,
             "SCRIPT_NAME": root,
-            "PATH_INFO": path.encode("utf-8").decode("latin-1"),  # PEP 3333: bytes as latin-1 text
+            "PATH_INFO": path,
             "QUERY_STRING": head.query.decode("latin-1"),
             "REQUEST_URI": head.target.decode("latin-1"),  # the target as sent (Apache's name; gunicorn's below)
             "RAW_URI": head.target.decode("latin-1"),

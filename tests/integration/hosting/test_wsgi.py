@@ -38,6 +38,12 @@ def logged(probe_log) -> list[str]:
     return probe_log.read_text().splitlines() if probe_log.exists() else []
 
 
+def test_a_path_that_is_not_utf8_reaches_path_info_byte_for_byte(client):
+    environ = client.get("/caf%E9/a%2Fb/environ").json()
+
+    assert environ["PATH_INFO"] == "/caf\xe9/a/b/environ"  # the bytes as latin-1 text, nothing replaced
+
+
 def test_the_environ_is_complete(probe, client):
     environ = client.post(
         "/caf%C3%A9/environ?a=1&b=%20",
