@@ -129,6 +129,9 @@ class WsgiApp:
         result: Iterable[bytes] | None = None
         try:
             result = self.app(environ, exchange.start_response)
+            # A list is all there at once (its one piece goes out with a Content-Length); an iterator's pieces
+            # may come slowly (server-sent events, a long export): each goes out as soon as it is given.
+            exchange.streaming = not isinstance(result, (list, tuple))
             for data in result:
                 if data:
                     exchange.write(data)
@@ -149,7 +152,7 @@ class _WsgiExchange:
     """One response: the head held until the first body bytes (or the end), then plain or chunked bytes."""
 
     __slots__ = ("rt", "sink", "answered", "head_only", "keep_alive", "version", "status", "headers", "head_sent",
-                 "chunked", "length", "sent", "no_body", "ended", "buffered")  # fmt: skip
+                 "chunked", "length", "sent", "no_body", "streaming", "ended", "buffered")  # fmt: skip
 
     def __init__(
         self, rt: Runtime, sink: ResponseSink, answered: Answered, head_only: bool, keep_alive: bool, version: str
@@ -167,6 +170,7 @@ class _WsgiExchange:
         self.length: int | None = None  # the application's Content-Length
         self.sent = 0  # body bytes sent
         self.no_body = head_only  # and, once the status is known, 1xx, 204 and 304
+        self.streaming = False  # the application returned an iterator: every piece goes out at once
         self.ended = False
         self.buffered: list[bytes] = []  # the first body piece, kept to send with the head
 
@@ -235,13 +239,18 @@ class _WsgiExchange:
     def write(self, data: bytes) -> None:
         if not self.status:
             raise RuntimeError("the WSGI application wrote before calling start_response")
-        if not self.head_sent and not self.buffered:
+        if not self.head_sent and not self.buffered and not self.streaming:
             self.buffered.append(bytes(data))  # one piece may be all there is: sent with a Content-Length
             return
         if not self.head_sent:
             self._send(self._head(None))
-            self._body(self.buffered.pop())
+            if self.buffered:
+                self._body(self.buffered.pop())
         self._body(bytes(data))
+        if self.streaming:
+            worker = self.rt.worker
+            if worker is not None:
+                worker.flush_pipes()  # PROCESS mode: to the reactor now, not when the application returns
 
     def _body(self, data: bytes) -> None:
         if self.no_body or not data:

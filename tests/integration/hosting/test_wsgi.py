@@ -5,8 +5,10 @@ at a time per worker. The probe runs once per mode (the response travels by diff
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -180,3 +182,16 @@ def test_a_body_under_204_is_not_sent(probe):
 
     assert received.startswith(b"HTTP/1.1 204") and b"should not be sent" not in received
     assert received.endswith(b"probe")  # the connection serves on
+
+
+def test_an_iterator_s_pieces_go_out_as_they_are_given(client):
+    token = uuid.uuid4().hex
+    marker = Path(tempfile.gettempdir()) / f"pyswoole-held-{token}"
+    try:
+        with client.stream("GET", "/held", params={"token": token}) as response:
+            lines = response.iter_lines()
+            assert next(lines) == "first"  # while the application still holds the second piece back
+            marker.touch()
+            assert next(lines) == "released"
+    finally:
+        marker.unlink(missing_ok=True)

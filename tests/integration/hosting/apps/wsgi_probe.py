@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from urllib.parse import parse_qs
 
@@ -72,6 +73,18 @@ def app(environ, start_response):
         write(b"written ")
         write(b"then ")
         return [b"returned"]
+    if path == "/held":  # a stream whose second piece waits for the client to have the first
+        marker = os.path.join(tempfile.gettempdir(), f"pyswoole-held-{token}")
+
+        def pieces():
+            yield b"first\n"
+            deadline = time.monotonic() + 5
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield b"released\n" if os.path.exists(marker) else b"timed out\n"
+
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return pieces()
     if path in ("/long", "/short"):  # a body that does not match the Content-Length given
         start_response("200 OK", [("Content-Length", "3" if path == "/long" else "10")])
         return [b"abcdef" if path == "/long" else b"abc"]
