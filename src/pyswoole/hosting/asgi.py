@@ -305,6 +305,7 @@ class AsgiApp:
             response.status(403)
             response.end()
         session.established.cancel()
+        session.inbox.put_nowait({"type": "websocket.disconnect", "code": 1006})  # a later receive() returns
         return False
 
     async def _run_websocket(self, scope: Scope, session: _WebSocketSession) -> None:
@@ -586,7 +587,13 @@ class _WebSocketSession:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
+    def _end_denial(self) -> None:
+        """The application stopped while a denial response's body was still owed: what it sent is all."""
+        if self.verdict.done() and self.verdict.result()["type"] == "websocket.http.response.start":
+            self.denial.put_nowait({"type": "websocket.http.response.body", "body": b""})
+
     def failed(self) -> None:
+        self._end_denial()
         if not self.verdict.done():
             self.verdict.set_result({"type": "websocket.close", "code": 1011, "failed": True})
         elif self.accepted and not self.closed and not self.close_sent:
@@ -594,6 +601,7 @@ class _WebSocketSession:
             self.rt.server.disconnect(self.fd, 1011, "internal error")
 
     def ended(self) -> None:
+        self._end_denial()
         if not self.verdict.done():
             self.verdict.set_result({"type": "websocket.close", "code": 1000})
         elif self.accepted and not self.closed and not self.close_sent:

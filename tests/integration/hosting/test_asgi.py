@@ -248,6 +248,22 @@ def test_a_websocket_closed_or_failed_before_accept_is_refused(probe, path, stat
     assert refused.value.response.status_code == status
 
 
+def test_an_application_failing_in_the_middle_of_a_denial_does_not_leave_the_handshake_hanging(probe):
+    with pytest.raises(InvalidStatus) as denied:
+        ws_connect(ws_url(probe, "/ws/deny-raise"), proxy=None, open_timeout=5)
+
+    assert denied.value.response.status_code == 401
+
+
+def test_receive_after_a_refusal_returns_websocket_disconnect(probe, client):
+    token = uuid.uuid4().hex
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(ws_url(probe, f"/ws/close-first?token={token}"), proxy=None)
+
+    assert refused.value.response.status_code == 403
+    assert wait_until(lambda: events(client, token), 5) == ["websocket.disconnect"]
+
+
 # lifespan, per worker -------------------------------------------------------------------------------------------
 
 

@@ -232,6 +232,12 @@ async def websocket(scope, receive, send):
                     "headers": [(b"content-type", b"text/plain"), (b"x-denied", b"yes")]})  # fmt: skip
         await send({"type": "websocket.http.response.body", "body": b"not ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"allowed"})
+    elif path == "/ws/deny-raise":  # fails between the denial's start and its body
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+        raise RuntimeError("raised in the middle of a denial, on purpose")
+    elif path == "/ws/close-first":  # refuses, then asks for the next message as if nothing happened
+        await send({"type": "websocket.close", "code": 1000})
+        note(token, (await receive())["type"])
     elif path == "/ws/reject":
         await send({"type": "websocket.close", "code": 1000})
     elif path == "/ws/raise":
