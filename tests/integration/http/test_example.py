@@ -21,8 +21,9 @@ serve(module.server)
 """
 
 
-def test_the_http_example_serves_its_static_files_and_routes(start_server, tmp_path):
+def test_the_http_example_serves_its_static_files_and_routes(start_server, connect, tmp_path):
     server = start_server(RUN_EXAMPLE, example=str(EXAMPLE))
+    connect(server).close()  # waits until it listens: the port is reported once bound, before start()
     with httpx.Client(timeout=10) as client:
         home = client.get(url(server, "/"))
         assert home.status_code == 200 and "pyswoole HTTP demo" in home.text
