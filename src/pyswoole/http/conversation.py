@@ -14,6 +14,7 @@ send the body it was for.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from .headers import CONTINUE_RESPONSE as CONTINUE
@@ -112,3 +113,12 @@ class Conversation:
     def over_limit(self) -> bool:
         """Enough waits unanswered that the owner should stop reading until ``next`` takes some."""
         return self._queued_bytes > self._max_queued or len(self._queue) > 64
+
+
+def owed_since(since: float, owes_head: bool) -> float:
+    """For ``http_header_timeout``: when the client began to owe a complete header section (a new connection, an
+    answered request), given the time noted so far; 0.0 while it owes none (a request being answered, its body
+    arriving). The sweep closes the connection once that is too long ago, however the header trickles in."""
+    if not owes_head:
+        return 0.0
+    return since or time.monotonic()

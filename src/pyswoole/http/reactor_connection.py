@@ -25,7 +25,7 @@ from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
 from ..websocket.service import pack_delivery
 from ..websocket.session import CLOSE_TIMEOUT
-from .conversation import Conversation
+from .conversation import Conversation, owed_since
 from .headers import error_response
 from .parser import ParseError, Upgraded, WholeRequest, pack_request
 from .sink import KEEP_ALIVE, UPGRADED
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now = time.time
-_monotonic = time.monotonic
 _RECV_BYTES, _DISPATCH = Slot.RECV_BYTES, Slot.DISPATCH
 _HTTP_REQUEST = int(EventType.HTTP_REQUEST)
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
@@ -292,14 +291,7 @@ class HttpReactorConnection(ReactorConnection):
             self._advance()
 
     def _watch_header(self) -> None:
-        """``http_header_timeout``: note when the client began to owe a complete header section (a new connection,
-        an answered request); the service's sweep closes it once that is too long ago, however the header
-        trickles in meanwhile."""
-        if self.upgrade is None and self.conversation.awaiting_head:
-            if self.owing_since == 0.0:
-                self.owing_since = _monotonic()
-        else:
-            self.owing_since = 0.0  # a request is being answered, or its body is arriving
+        self.owing_since = owed_since(self.owing_since, self.upgrade is None and self.conversation.awaiting_head)
 
     def sweep(self, now: float) -> None:
         """The service's look, twice a second: is the client too late with its header section, or did the worker
