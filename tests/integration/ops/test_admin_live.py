@@ -130,18 +130,26 @@ def test_metrics_show_every_worker_and_move_under_load(
     assert "pyswoole_http_responses" not in before  # no HTTP port
     requests_before = value(before, "pyswoole_requests")
 
+    def per_worker(m) -> float:
+        return sum(
+            value(m, "pyswoole_worker_requests", worker=str(worker_id), type="worker")
+            for worker_id in range(worker_num)
+        )
+
     load = echo_load(server.port, clients=4)
+    # The total and the per-worker rows are published by each process on its own beat: wait for both to move.
     moved = wait_until(
-        lambda: (m := metrics(server)) and value(m, "pyswoole_requests") >= requests_before + 500 and m,
+        lambda: (
+            (m := metrics(server))
+            and value(m, "pyswoole_requests") >= requests_before + 500
+            and per_worker(m) >= requests_before + 500
+            and m
+        ),
         message=lambda: f"requests_total did not move; {load.answered} round trips answered",
     )
 
     assert value(moved, "pyswoole_connections") == 4
-    per_worker = sum(
-        value(moved, "pyswoole_worker_requests", worker=str(worker_id), type="worker")
-        for worker_id in range(worker_num)
-    )
-    assert per_worker >= requests_before + 500
+    assert per_worker(moved) >= requests_before + 500
     assert value(moved, "pyswoole_accepts") >= 4
     answered = load.stop()
     final = wait_until(lambda: (m := metrics(server)) and value(m, "pyswoole_connections") == 0 and m)
