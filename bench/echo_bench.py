@@ -32,7 +32,6 @@ from pathlib import Path
 
 import harness
 from harness import (
-    BUILD_DIR,
     HOST,
     REPO_ROOT,
     SERVERS_DIR,
@@ -223,12 +222,7 @@ def echo_probe(port: int) -> None:
 
 
 def start_server(config: ServerConfig) -> harness.ServerProcess:
-    env = None
-    if config.source is not None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(config.source), os.environ.get("PYTHONPATH")])),
-        }
+    env = harness.python_env(config.source) if config.source is not None else None
     return harness.start_server(
         lambda port: [sys.executable, str(SERVERS_DIR / config.script), "--port", str(port), *config.args],
         echo_probe,
@@ -276,26 +270,9 @@ def measure(config: ServerConfig, repetition: int, echoload: Path, load: LoadSet
 METRIC = harness.Metric(rate="rps", rate_label="rps", cpu="server_cpu")
 
 
-def export_revision(revision: str) -> Path:
-    """``src/`` of a git revision, exported under build/bench/ (once per commit); the tree to put on PYTHONPATH."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    tree = BUILD_DIR / f"rev-{commit[:12]}"
-    if not (tree / "src" / "pyswoole").is_dir():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", commit, "src"], cwd=REPO_ROOT, check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    return tree / "src"
-
-
 def with_revision_twins(configs: list[ServerConfig], revision: str, only: list[str] | None) -> list[ServerConfig]:
     """Each pyswoole row the user asked for, followed by its twin on ``revision``, measured against it."""
-    source = export_revision(revision)
+    source = harness.export_revision(revision)
     twinned = []
     for config in configs:
         twinned.append(config)

@@ -308,11 +308,32 @@ def raise_open_files_limit() -> int:
     return hard
 
 
-def python_env() -> dict[str, str]:
+def python_env(source: Path | None = None) -> dict[str, str]:
     """The environment for a server command: the repository on PYTHONPATH, so ``bench.servers.apps:...``
-    imports in every server (uvicorn, granian, gunicorn, pyswoole) whatever its own app-dir rules."""
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    imports in every server (uvicorn, granian, gunicorn, pyswoole) whatever its own app-dir rules; ``source``
+    (an ``export_revision`` tree) first, to run that revision's pyswoole instead of the working tree's."""
+    path = os.pathsep.join(filter(None, [str(source or ""), str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path}
+
+
+def export_revision(revision: str) -> Path:
+    """``src/`` of a git revision, exported under build/bench/ (once per commit) with its extension modules built
+    in place, as that revision's own ``setup.py`` builds them; the tree to put on PYTHONPATH."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tree = BUILD_DIR / f"rev-{commit[:12]}"
+    if not (tree / "src" / "pyswoole").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        files = ["src", "setup.py", "pyproject.toml", "README.md"]
+        archive = subprocess.run(["git", "archive", commit, *files], cwd=REPO_ROOT, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True)
+    return tree / "src"
 
 
 # ---------------------------------------------------------------- rows and the schedule

@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import harness
 from harness import HOST, LOG_TAIL_CHARS, STOP_GRACE_S, BenchFailure, ServerStartFailure
@@ -43,6 +44,7 @@ class HttpRow:
     command: tuple[str, ...]
     baseline: str | None = None
     target: float | None = None
+    source: Path | None = None  # a pyswoole source tree to run instead of the working tree's (--against)
 
     def argv(self, port: int) -> list[str]:
         return [sys.executable, *(part.replace("{port}", str(port)) for part in self.command)]
@@ -203,7 +205,7 @@ def http_probe(port: int) -> None:
 def measure(row: HttpRow, repetition: int, load: LoadSettings) -> RunResult:
     result = RunResult(repetition=repetition, config=row.name)
     try:
-        server = harness.start_server(row.argv, http_probe, harness.python_env())
+        server = harness.start_server(row.argv, http_probe, harness.python_env(row.source))
     except ServerStartFailure as failure:
         result.failure = failure.describe()
         return result
@@ -230,6 +232,18 @@ def measure(row: HttpRow, repetition: int, load: LoadSettings) -> RunResult:
 
 
 # ---------------------------------------------------------------- command line
+
+
+def with_revision_twins(rows: list[HttpRow], revision: str, only: list[str] | None) -> list[HttpRow]:
+    """Each pyswoole row the user asked for, followed by its twin on ``revision``, measured against it."""
+    source = harness.export_revision(revision)
+    twinned = []
+    for row in rows:
+        twinned.append(row)
+        if row.name.startswith("pyswoole") and harness.asked_for(row.name, only):
+            twinned.append(replace(row, name=f"{row.name} @ {revision}", baseline=row.name, target=None, source=source))
+    return twinned
+
 
 METRIC = harness.Metric(rate="rps", rate_label="req/s", cpu="server_cpu")
 
@@ -272,6 +286,12 @@ def main(
         metavar="TEXT",
         help="run only rows whose name contains TEXT (repeatable), plus their baselines",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run every pyswoole row on git revision REV's src/, as 'ROW @ REV', divided by "
+        "ROW (below 1.00x: REV is slower than the working tree)",
+    )
     harness.add_output_arguments(parser, aa_help="also run each baseline against itself (A/A), the noise floor")
     args: argparse.Namespace = harness.parse_args(parser, argv)
     if not shutil.which(args.wrk):
@@ -280,6 +300,8 @@ def main(
     harness.unwind_on_termination()
 
     selected = harness.select_configs(configs, args.only, args.aa)
+    if args.against:
+        selected = with_revision_twins(selected, args.against, args.only)
     if not selected:
         print(f"{tool}: no row matches --only {args.only}", file=sys.stderr)
         return 2

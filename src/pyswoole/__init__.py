@@ -2,6 +2,7 @@
 
 from importlib.metadata import version as _version
 
+from . import compiled  # noqa: F401 (first: with PYSWOOLE_PURE_PYTHON=1 the modules below come from source)
 from .constants import ErrorCode, Mode, SockType, WorkerStatus
 from .errors import ServerError
 from .http.request import Request

@@ -292,7 +292,20 @@ class Response:
         """Add a Set-Cookie line, the value as given (refused when it holds a character a cookie cannot)."""
         return self._set_cookie(name, value, expires, path, domain, secure, httponly, samesite, priority, False)
 
-    rawcookie = raw_cookie  # Swoole's spelling
+    def rawcookie(
+        self,
+        name: str,
+        value: str = "",
+        expires: int = 0,
+        path: str = "/",
+        domain: str = "",
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str = "",
+        priority: str = "",
+    ) -> bool:
+        """Swoole's spelling of :meth:`raw_cookie`."""
+        return self._set_cookie(name, value, expires, path, domain, secure, httponly, samesite, priority, False)
 
     def _set_cookie(
         self,
@@ -534,5 +547,5 @@ class Response:
         self._cookies = []
         return self.end()
 
-    # Swoole's spellings.
-    isWritable = is_writable
+    def isWritable(self) -> bool:  # Swoole's spelling of is_writable
+        return self._open

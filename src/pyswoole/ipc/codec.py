@@ -123,7 +123,9 @@ def encode(message: Message, msg_id: int, max_datagram: int = MAX_DATAGRAM) -> l
             for flags in (FLAG_CHUNK | FLAG_BEGIN, FLAG_CHUNK, FLAG_CHUNK | FLAG_END)
         ]
     except struct.error as exc:
-        raise ValueError(f"message does not fit the IPC header: {exc}") from exc
+        failure = ValueError(f"message does not fit the IPC header: {exc}")
+        failure.__cause__ = exc  # said outright: mypyc's build drops the cause of "raise ... from"
+        raise failure
     return _chunks(headers, data, max_datagram - HEADER_SIZE)
 
 

@@ -21,6 +21,7 @@ import termios
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..compiled import unchecked
 from ..log import logger
 from . import codec
 
@@ -154,7 +155,7 @@ class PipeWriter:
         """Send everything pending now, blocking if need be (before the process blocks or exits)."""
         self._flush_batch()
         if self._queue:
-            self._loop.remove_writer(self._sock.fileno())
+            unchecked(self._loop).remove_writer(self._sock.fileno())
             pending = list(self._queue)
             self._queue.clear()
             self._queued_bytes = 0
@@ -202,7 +203,7 @@ class PipeWriter:
             logger.warning("pipe write failed: %s; %d queued messages dropped", exc, len(queue))
             queue.clear()
             self._queued_bytes = 0
-        self._loop.remove_writer(sock.fileno())
+        unchecked(self._loop).remove_writer(sock.fileno())
 
 
 def read_datagrams(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsIndex
 
 from ..constants import ErrorCode
 from ..settings import IPC_BODY_SIZE, PACKAGE_LENGTH_TYPES
@@ -323,7 +323,7 @@ class FuncFramer(_SizedFramer):
 
     __slots__ = ("_length_func", "_total")
 
-    def __init__(self, package_length_func: Callable[[bytes], int], package_max_length: int) -> None:
+    def __init__(self, package_length_func: Callable[[bytes], SupportsIndex], package_max_length: int) -> None:
         super().__init__(package_max_length)
         self._length_func = package_length_func
         self._total = 0  # length of the pending package, 0 while the function has not given it
@@ -351,14 +351,15 @@ class FuncFramer(_SizedFramer):
         if type(shown) is not bytes:
             shown = bytes(shown)
         try:
-            total = self._length_func(shown)
+            answer = self._length_func(shown)
         except Exception as error:
-            raise _malformed(f"package_length_func raised {type(error).__name__}: {error}", packages) from error
-        if type(total) is not int:
-            try:
-                total = operator.index(total)
-            except TypeError:
-                raise _malformed(f"package_length_func returned {total!r}, not an int", packages) from None
+            failure = _malformed(f"package_length_func raised {type(error).__name__}: {error}", packages)
+            failure.__cause__ = error  # said outright: mypyc's build drops the cause of "raise ... from"
+            raise failure
+        try:
+            total = operator.index(answer)
+        except TypeError:
+            raise _malformed(f"package_length_func returned {answer!r}, not an int", packages) from None
         if total < 0:
             raise _malformed(f"package_length_func returned {total}: malformed package", packages)
         if total > self._max_length:

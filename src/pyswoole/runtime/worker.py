@@ -24,6 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import log
+from ..compiled import unchecked
 from ..constants import PROTOCOL_EVENTS_FROM, ErrorCode, EventType, Mode, WorkerStatus
 from ..ipc import codec, pipes
 from ..ipc.shm import Conn, ExitCause, Global, Slot, SlotCounters
@@ -282,11 +283,11 @@ class EventWorker:
         loop = self.loop
         assert loop is not None
         if self.rt.pipes is not None:
-            loop.remove_reader(self.rt.pipes.worker_ends[self.worker_id].fileno())
+            unchecked(loop).remove_reader(self.rt.pipes.worker_ends[self.worker_id].fileno())
         for listener in self._servers:
             listener.close()
         for fd in self._reader_fds:
-            loop.remove_reader(fd)
+            unchecked(loop).remove_reader(fd)
         for sock in self._own_sockets:
             sock.close()  # else the kernel keeps queueing new clients for this worker while it drains
         self.timers.clear_all()  # type: ignore[union-attr]
@@ -451,7 +452,7 @@ class EventWorker:
                 return
             except OSError as exc:
                 logger.warning("accept on %r failed: %s; accepting again in 1 s", port, exc)
-                self.loop.remove_reader(listening.fileno())  # type: ignore[union-attr]
+                unchecked(self.loop).remove_reader(listening.fileno())
                 self.loop.call_later(1.0, self._resume_accept_tls, listening, port, handlers)  # type: ignore[union-attr]
                 return
             sock.setblocking(False)
