@@ -8,14 +8,16 @@ Invariants: requests are answered one at a time, in order; the next one waits wh
 ``socket_buffer_size`` (a client that does not read its answers), and reading stops while too much waits
 unanswered, so a connection's memory stays bounded whatever the client sends; a client that does not send a
 complete header section within ``http_header_timeout`` is closed.
-Once the worker stops, a connection closes after the response it owes, and an idle one waits ``STOP_GRACE``
-for the request its client may be sending at that very moment (answered, then closed), so that a reload loses
-no request.
+Once the worker stops, a connection closes after the response it owes, and an idle one (or one accepted in the
+loop pass of the stop) waits ``STOP_GRACE`` for the request its client may be sending at that very moment
+(answered with ``Connection: close``, then closed), so that a reload loses no request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import termios
 import time
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,7 @@ _now = time.time
 _RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
 _RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
 STOP_GRACE = 1.0  # seconds an idle keep-alive connection of a stopping worker waits for one more request
+_NONE_UNREAD = bytes(4)  # FIONREAD's int when the socket holds nothing unread
 _WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
 
 
@@ -119,6 +122,8 @@ class HttpWorkerConnection(WorkerConnection):
 
     def _serve(self, request: WholeRequest) -> None:
         head, body = request
+        if self.worker.stopping and head.keep_alive:
+            head = head._replace(keep_alive=False)  # the connection's last request: its answer says so
         self.last_dispatch_time = now = _now()
         counters = self.counters
         counters.values[_DISPATCH] += 1
@@ -190,14 +195,28 @@ class HttpWorkerConnection(WorkerConnection):
         request under way closes after its response (``finish``); an idle one after STOP_GRACE."""
         if self.upgrade is not None or self.closed:
             return False
-        if self.conversation.awaiting_head:
+        if self.conversation.awaiting_head and self.stop_timer is None:
             self.stop_timer = asyncio.get_running_loop().call_later(STOP_GRACE, self._stop_idle)
         return True
 
     def _stop_idle(self) -> None:
+        """STOP_GRACE is over: close, unless the client's next request has reached the socket meanwhile. The loop
+        runs its timers before it reads the sockets, so that request is read in this very pass and answered (then
+        the connection closes); closing over it would answer it with a reset."""
         self.stop_timer = None
-        if not self.closed and self.conversation.awaiting_head:
-            self.worker.close(self.session_id)
+        if self.closed or not self.conversation.awaiting_head:
+            return
+        if self._unread():
+            self.stop_timer = asyncio.get_running_loop().call_later(STOP_GRACE, self._stop_idle)
+            return
+        self.worker.close(self.session_id)
+
+    def _unread(self) -> bool:
+        """Whether bytes from the client wait in the socket, not yet read."""
+        try:
+            return fcntl.ioctl(self.socket_fd, termios.FIONREAD, _NONE_UNREAD) != _NONE_UNREAD
+        except OSError:
+            return False
 
     def upgraded(self, flags: int) -> None:
         """The WebSocket handshake succeeded: from now on the connection reads frames."""

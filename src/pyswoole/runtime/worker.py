@@ -65,7 +65,8 @@ class WorkerConnection(Connection):
         self.slot = worker.slot
 
     def stop_serving(self) -> bool:
-        """The worker stops: False to be closed at once (Close, reactor_id -1). A protocol whose client may be
+        """The worker stops (asked once the coroutines in flight are done, or as the connection is accepted
+        after the stop): False to be closed at once (Close, reactor_id -1). A protocol whose client may be
         sending right now (an HTTP keep-alive connection) returns True and closes itself as soon as its
         conversation allows; the drain closes what is left at max_wait_time."""
         return False
@@ -472,7 +473,10 @@ class EventWorker:
         self.connections[conn.session_id] = conn
         conn.transport.set_write_buffer_limits(high=self._buffer_limit)  # type: ignore[union-attr]
         conn.writable = True
-        if self.stopping:
+        # Accepted in the loop pass that stopped this worker (the listener is closed by now): its client has
+        # connected and may have sent its request already, so a protocol that can (HTTP) answers it first;
+        # closing over its unread bytes would reset the connection.
+        if self.stopping and not (isinstance(conn, WorkerConnection) and conn.stop_serving()):
             self.close(conn.session_id)
             return
         if self._delay_receive:

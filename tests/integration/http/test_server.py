@@ -3,10 +3,22 @@ max_request work on it in both run modes."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import httpx
 
-from httpkit import connect, read_response, start_http_server, url
+from httpkit import closed_by_server, connect, read_response, start_http_server, url
+from pyswoole.http.base_connection import STOP_GRACE
 from serverkit import wait_until
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` was sent to process ``pid`` and not yet delivered."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return bool((int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)) & 1 << (sig - 1))
 
 
 def ask(server, expression: str, client: httpx.Client | None = None):
@@ -84,3 +96,53 @@ def test_reload_serves_later_requests_with_new_workers(start_server, mode):
         assert server.wait_event("task_respond")["pid"] in new
     if mode == "PROCESS":  # the reactor keeps the connections: the same keep-alive connection went on
         assert len(server.events("connect")) == 1
+
+
+def test_a_base_worker_that_stops_as_it_accepts_a_client_answers_that_clients_request_then_closes(start_server):
+    """The stop (SIGTERM, as a reload sends) and a new client come in the same loop pass: the worker stops
+    accepting, but the client it has accepted already sent its request; it is answered, with Connection: close,
+    instead of a reset."""
+    server = start_http_server(start_server, "BASE", task_worker_num=0)
+    with connect(server.port) as blocking:
+        blocking.sendall(b"GET /block?gate=go HTTP/1.1\r\nHost: x\r\n\r\n")
+        pid = server.wait_event("blocking")["pid"]  # the worker's loop is held: what follows waits for one pass
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not signal_pending(pid, signal.SIGTERM), message="the worker never took its SIGTERM")
+        with connect(server.port) as late:
+            late.sendall(b"GET /?name=late HTTP/1.1\r\nHost: x\r\n\r\n")
+            server.release("go")
+            assert read_response(blocking)[2] == b"unblocked"
+            _, headers, body = read_response(late)
+            assert closed_by_server(late) == b""
+
+    assert body == b"hello late"
+    assert headers["connection"] == "close"
+    assert len(server.events("connect")) == 2
+
+
+def test_a_request_that_reaches_a_stopping_base_worker_as_the_grace_runs_out_is_answered(start_server):
+    """An idle keep-alive connection of a stopping worker waits STOP_GRACE for one more request. One that reaches
+    the socket while the loop is busy, as the grace runs out, is read and answered before the connection closes:
+    closing over it would reset the connection (the loop runs its timers before it reads the sockets)."""
+    server = start_http_server(start_server, "BASE", task_worker_num=0)
+    with connect(server.port) as blocking, connect(server.port) as idle:
+        for sock in (blocking, idle):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock)[2] == b"hello world"
+        pid = server.wait_event("request")["pid"]
+        os.kill(pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        wait_until(lambda: not signal_pending(pid, signal.SIGTERM), message="the worker never took its SIGTERM")
+        # The grace of both connections begins now; the first one's next request holds the loop past its end.
+        wait_until(lambda: time.monotonic() >= stopped + STOP_GRACE / 4)
+        blocking.sendall(b"GET /block?gate=go HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.wait_event("blocking")
+        wait_until(lambda: time.monotonic() >= stopped + STOP_GRACE * 1.5, timeout=2 * STOP_GRACE)
+        idle.sendall(b"GET /?name=idle HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.release("go")
+        assert read_response(blocking)[2] == b"unblocked"
+        _, headers, body = read_response(idle)
+        assert closed_by_server(idle) == b""
+
+    assert body == b"hello idle"
+    assert headers["connection"] == "close"
