@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from ..runtime.context import Runtime
 
 
+class ClientDisconnected(OSError):
+    """The client went away before its response was complete (ASGI 2.4: ``send()`` raises a server-specific
+    ``OSError``; for WSGI it stops the iteration of the result)."""
+
+
 def connection_ends(rt: Runtime) -> bool:
     """Whether a response made now must announce ``Connection: close``: in BASE mode a stopping worker closes
     each connection after its response (``http.base_connection``); in PROCESS mode the reactor threads keep the

@@ -26,7 +26,7 @@ from ..http.request import decode_path
 from ..log import logger
 from ..websocket.frames import Opcode
 from ..websocket.handshake import accept_key
-from . import connection_ends
+from . import ClientDisconnected, connection_ends
 
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
@@ -48,10 +48,6 @@ BODY_PIECE = 64 * 1024  # the request body is handed over in pieces of this size
 DISCONNECT_POLL = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
 DRAIN_LIMIT = 1 << 20  # BASE mode: a streaming response waits while more than this is queued for its client
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
-
-
-class ClientDisconnected(OSError):
-    """``send()`` after the client went away (ASGI 2.4: a server-specific ``OSError``)."""
 
 
 class AsgiApp:
@@ -250,7 +246,6 @@ class AsgiApp:
         """HandShake: run the application until it accepts, refuses or sends a denial response."""
         if not self._started.is_set():
             await self._started.wait()
-        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in request.header.items()]
         offered = request.header.get("sec-websocket-protocol", "")
         server_info = request.server
         port = self._port(server_info["server_port"])
@@ -264,7 +259,7 @@ class AsgiApp:
             "raw_path": raw_path,
             "query_string": server_info.get("query_string", "").encode("latin-1"),
             "root_path": self.root_path,
-            "headers": headers,
+            "headers": request.head.headers,  # each line apart: request.header joins a repeated one
             "client": (server_info["remote_addr"], server_info["remote_port"]),
             "server": self._server(server_info["server_port"]),
             "subprotocols": [item.strip() for item in offered.split(",") if item.strip()],

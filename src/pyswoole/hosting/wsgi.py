@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line
-from ..log import logger
-from . import connection_ends
+from ..log import NOTICE, logger
+from . import ClientDisconnected, connection_ends
 
 if TYPE_CHECKING:
     from ..http.parser import RequestHead
@@ -136,6 +136,12 @@ class WsgiApp:
                 if data:
                     exchange.write(data)
             exchange.finish()
+        except ClientDisconnected:
+            # Not the application's failure: a client that left (a closed tab, a cancelled download, an
+            # EventSource gone) ends the stream, as Swoole reports a closed session.
+            logger.log(NOTICE, "WSGI response to %s %s cut short: the client went away", environ["REQUEST_METHOD"],
+                       environ["PATH_INFO"])  # fmt: skip
+            exchange.gone()
         except Exception:
             logger.exception("WSGI application failed (%s %s)", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             exchange.fail()
@@ -263,7 +269,7 @@ class _WsgiExchange:
 
     def _send(self, data: bytes) -> None:
         if not self.sink.send(data):
-            raise OSError("the client went away")
+            raise ClientDisconnected("the client went away")  # the sink has closed the connection
 
     def finish(self) -> None:
         if not self.status:
@@ -290,6 +296,13 @@ class _WsgiExchange:
 
     def _header_pairs(self) -> list[tuple[bytes, bytes]]:
         return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+
+    def gone(self) -> None:
+        """The client left: the response counts under its status with the bytes that went out, as the native
+        Response's does (the access log too, as nginx logs a cut download)."""
+        self.ended = True
+        if self.status:
+            self.answered(int(self.status.split(" ", 1)[0]), self.sent, self._header_pairs())
 
     def fail(self) -> None:
         if self.ended:

@@ -151,7 +151,9 @@ class HttpWorkerConnection(WorkerConnection):
     # The response's sink (http.response.ResponseSink) ---------------------------------------------------------
 
     def send(self, data: bytes) -> bool:
-        if self.closed:
+        # is_closing: a write already failed (the client left) while a blocking callback, a WSGI application
+        # streaming its response, keeps the loop from running connection_lost, which sets ``closed``.
+        if self.closed or self.transport.is_closing():  # type: ignore[union-attr]
             return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
         if self.stuck:  # a response streamed to a client that does not read: it cannot be completed
             logger.warning("session %d: output over socket_buffer_size; the response is cut, closed", self.session_id)
@@ -172,7 +174,10 @@ class HttpWorkerConnection(WorkerConnection):
         try:
             self.send_file(path, offset, length)
         except OSError as exc:
-            logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, path, exc.strerror)
+            # Checked by the response a moment ago; now unreadable, it cannot follow the head that promised it.
+            logger.warning("sendfile to session %d: cannot open %s: %s; connection closed", self.session_id, path,
+                           exc.strerror)  # fmt: skip
+            self.worker.close(self.session_id)
             return self.worker.rt.fail(exc.errno or ErrorCode.INVALID_PARAMS)
         return True
 

@@ -78,6 +78,12 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request fd={self.fd} {self._head.method} {self._head.target.decode('latin-1')!r}>"
 
+    @property
+    def head(self) -> RequestHead:
+        """The request line and header section as parsed: ``head.headers`` keeps every header line, in order
+        (what ``header`` merges). Not in Swoole; ASGI's WebSocket scope needs it."""
+        return self._head
+
     @parsed_on_first_use
     def header(self) -> dict[str, str]:
         """Header names lower-cased; a repeated header's values joined with ", "."""

@@ -42,7 +42,10 @@ class SessionSink:
 
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         code = self.rt.factory.sendfile(self.session_id, path, offset, length)
-        return self.rt.fail(code) if code else True
+        if code:
+            self.rt.factory.close(self.session_id, True)  # as for send: the head promised this body
+            return self.rt.fail(code)
+        return True
 
     def finish(self, keep_alive: bool) -> None:
         if keep_alive:

@@ -230,7 +230,8 @@ class Connection(asyncio.Protocol):
                 self._send_file(*item)
                 return
             except OSError as exc:
-                logger.warning("sendfile to session %d: cannot open %s: %s", self.session_id, item[0], exc)
+                self._file_done(exc)  # what was queued behind it cannot go out without it
+                return
         self.file_queue = None
         self.writable = not (self.closed or self.overflow)
         if self.close_queued:

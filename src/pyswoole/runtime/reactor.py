@@ -414,7 +414,12 @@ class ReactorThread:
                 try:
                     conn.send_file(*codec.unpack_sendfile(message.data))
                 except (OSError, codec.IpcError) as exc:
-                    logger.warning("sendfile to session %d failed: %s", conn.session_id, exc)
+                    # The worker checked the file, but it is opened only now (a descriptor does not cross the
+                    # pipe): deleted meanwhile, it cannot follow what was sent before it (an HTTP head that
+                    # promised its length), and only the close tells the client so.
+                    logger.warning("sendfile to session %d: cannot open the file: %s; connection closed",
+                                   conn.session_id, exc)  # fmt: skip
+                    self.force_close(conn, flush=True)
         elif kind >= PROTOCOL_EVENTS_FROM:
             if conn is not None:
                 conn.protocol_message(message)

@@ -118,6 +118,18 @@ def test_an_exception_while_iterating_closes_the_connection_and_close_is_still_c
     assert client.get("/").text == "probe"
 
 
+def test_a_client_that_leaves_mid_stream_is_no_application_failure_and_close_is_still_called(probe, client, probe_log):
+    token = uuid.uuid4().hex
+    with socket.create_connection(("127.0.0.1", probe.port), timeout=10) as sock:
+        sock.sendall(f"GET /endless?token={token} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+    wait_until(lambda: f"closed {token}" in logged(probe_log), 10)  # the stream stopped, its close() ran
+    wait_until(lambda: "GET /endless cut short: the client went away" in probe.output(), 5)
+    assert "WSGI application failed (GET /endless)" not in probe.output()
+    assert client.get("/").text == "probe"
+
+
 def test_start_response_with_exc_info_replaces_the_status_before_anything_was_sent(client):
     response = client.get("/exc-info")
 

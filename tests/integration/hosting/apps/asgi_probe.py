@@ -175,6 +175,12 @@ async def http(scope, receive, send):
         headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": query["path"]})
+    elif path == "/pathsend-unlink":  # FastAPI's FileResponse with a background task that deletes the file
+        size = os.stat(query["path"]).st_size
+        headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": query["path"]})
+        os.unlink(query["path"])
     elif path == "/task":
         server = scope["extensions"]["pyswoole"]["server"]
         results = await server.task_co([query.get("data", "x")], 5)

@@ -1,7 +1,8 @@
 """A bare WSGI (PEP 3333) application that exercises the interface itself (no framework in between).
 
 ``PROBE_LOG``, when set, names a file that gets one line per event the test cannot see on the wire:
-``closed <token>`` when a result's ``close()`` ran, ``begin|end <token> <monotonic time>`` around ``/sleep``.
+``closed <token>`` when a result's ``close()`` ran (``/stream``, ``/raise-after``, ``/endless``),
+``begin|end <token> <monotonic time>`` around ``/sleep``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ class Closing:
             if index == self.fail_after:
                 raise RuntimeError("raised while iterating, on purpose")
             yield part
+
+    def close(self) -> None:
+        log_line(f"closed {self.token}")
+
+
+class Endless:
+    """A stream that goes on until the server stops iterating it (or a minute has passed)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __iter__(self):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            yield b"x" * 4096
+            time.sleep(0.01)
 
     def close(self) -> None:
         log_line(f"closed {self.token}")
@@ -97,6 +114,9 @@ def app(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing(token, [b"one\n", b"two\n", b"three\n"])
+    if path == "/endless":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Endless(token)
     if path == "/raise-before":
         raise RuntimeError("raised before start_response, on purpose")
     if path == "/raise-after":
