@@ -13,7 +13,7 @@ import multiprocessing
 import socket
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Final
 
 SESSION_SLOTS = 1 << 20  # as Swoole: slot = session_id % SESSION_SLOTS
 # BASE mode's session table: per slot the session id, its owner key, and its protocol flags (WebSocket state).
@@ -23,22 +23,22 @@ SESSION_FIELDS = 3
 class Global:
     """Offsets of the int64 global fields."""
 
-    MASTER_PID = 0
-    MANAGER_PID = 1
-    SESSION_ROUND = 2
-    START_TIME_US = 3
-    ONSTART_CALLED = 4
-    TASKS_FROM_OTHERS = 5  # tasks sent by the master, the manager or user processes
+    MASTER_PID: Final = 0
+    MANAGER_PID: Final = 1
+    SESSION_ROUND: Final = 2
+    START_TIME_US: Final = 3
+    ONSTART_CALLED: Final = 4
+    TASKS_FROM_OTHERS: Final = 5  # tasks sent by the master, the manager or user processes
     # Written by the manager only: reloads begun, and workers it replaced, by cause (see stats.RESTART_CAUSES).
-    RELOADS = 6
-    RESTARTS_CRASH = 7  # died of a signal or a non-zero exit status it was not asked for
-    RESTARTS_MAX_REQUEST = 8
-    RESTARTS_MAX_WORKER_RSS = 9
-    RESTARTS_WORKER_TIMEOUT = 10
-    RESTARTS_RELOAD = 11
-    RESTARTS_EXIT = 12  # left on its own for another reason: server.stop(), a user process that returned
-    STARTUP_FAILED = 13  # a worker could not start its hosted application: the server stops, start() raises
-    SIZE = 14
+    RELOADS: Final = 6
+    RESTARTS_CRASH: Final = 7  # died of a signal or a non-zero exit status it was not asked for
+    RESTARTS_MAX_REQUEST: Final = 8
+    RESTARTS_MAX_WORKER_RSS: Final = 9
+    RESTARTS_WORKER_TIMEOUT: Final = 10
+    RESTARTS_RELOAD: Final = 11
+    RESTARTS_EXIT: Final = 12  # left on its own for another reason: server.stop(), a user process that returned
+    STARTUP_FAILED: Final = 13  # a worker could not start its hosted application: the server stops, start() raises
+    SIZE: Final = 14
 
 
 class Slot:
@@ -49,43 +49,43 @@ class Slot:
     snapshots taken then. That keeps the hot path at one increment per counter.
     """
 
-    PID = 0
-    STATUS = 1
-    START_TIME_US = 2
-    INCARNATION = 3
-    CONNECTION_NUM = 4
-    ACCEPT = 5
-    CLOSE = 6
-    ABORT = 7
-    REQUEST = 8
-    RESPONSE = 9
-    FAILED = 10  # callbacks that raised
-    RECV_BYTES = 11
-    SEND_BYTES = 12
-    REQUEST_BASE = 13
-    RESPONSE_BASE = 14
-    DISPATCH_BASE = 15
-    DISPATCH = 16  # PROCESS: packages a reactor sent to workers, or a worker received from reactors
-    TASK_DISPATCHED = 17  # event worker: tasks it sent
-    TASK_STARTED = 18  # task worker: tasks it took from its queue
-    HEARTBEAT_MS = 19  # event worker: time.monotonic() in ms when its loop last beat (worker_timeout)
-    FAILED_BASE = 20
-    RSS_BYTES = 21  # worker, task worker: resident memory, published by the process itself about once a second
-    EXIT_CAUSE = 22  # an ExitCause the process wrote before leaving on its own; the manager reads and clears it
-    PIPE_DROPPED = 23  # messages refused or dropped because the pipe's reader was behind
+    PID: Final = 0
+    STATUS: Final = 1
+    START_TIME_US: Final = 2
+    INCARNATION: Final = 3
+    CONNECTION_NUM: Final = 4
+    ACCEPT: Final = 5
+    CLOSE: Final = 6
+    ABORT: Final = 7
+    REQUEST: Final = 8
+    RESPONSE: Final = 9
+    FAILED: Final = 10  # callbacks that raised
+    RECV_BYTES: Final = 11
+    SEND_BYTES: Final = 12
+    REQUEST_BASE: Final = 13
+    RESPONSE_BASE: Final = 14
+    DISPATCH_BASE: Final = 15
+    DISPATCH: Final = 16  # PROCESS: packages a reactor sent to workers, or a worker received from reactors
+    TASK_DISPATCHED: Final = 17  # event worker: tasks it sent
+    TASK_STARTED: Final = 18  # task worker: tasks it took from its queue
+    HEARTBEAT_MS: Final = 19  # event worker: time.monotonic() in ms when its loop last beat (worker_timeout)
+    FAILED_BASE: Final = 20
+    RSS_BYTES: Final = 21  # worker, task worker: resident memory, published by the process itself about once a second
+    EXIT_CAUSE: Final = 22  # an ExitCause the process wrote before leaving on its own; the manager reads and clears it
+    PIPE_DROPPED: Final = 23  # messages refused or dropped because the pipe's reader was behind
     # Event worker: HTTP responses it sent, by status class (HTTP_1XX + status // 100 - 1).
-    HTTP_1XX = 24
-    HTTP_2XX = 25
-    HTTP_3XX = 26
-    HTTP_4XX = 27
-    HTTP_5XX = 28
-    SIZE = 29
+    HTTP_1XX: Final = 24
+    HTTP_2XX: Final = 25
+    HTTP_3XX: Final = 26
+    HTTP_4XX: Final = 27
+    HTTP_5XX: Final = 28
+    SIZE: Final = 29
 
 
 class ExitCause:
     """Values of ``Slot.EXIT_CAUSE``: why a process left on its own (0: it did not say)."""
 
-    MAX_WORKER_RSS = 1
+    MAX_WORKER_RSS: Final = 1
 
 
 class Conn:
@@ -98,30 +98,30 @@ class Conn:
     float64, read through the table's ``d`` view.
     """
 
-    SESSION_ID = 0  # 0: free
-    REACTOR_ID = 1
-    SERVER_FD = 2
-    SOCKET_FD = 3
-    REMOTE_PORT = 4
-    CLOSED = 5  # a worker closed it (Close ran with reactor_id -1)
-    PEER_CLOSED = 6
-    OVERFLOW = 7
-    UID = 8
-    WORKER_ID = 9  # dispatch_mode 8: the worker the connection sticks to, -1 before its first package
-    CONNECT_TIME = 10
-    LAST_RECV_TIME = 11
-    LAST_SEND_TIME = 12
-    LAST_DISPATCH_TIME = 13
-    CLOSE_ERRNO = 14
-    RECV_QUEUED_BYTES = 15  # bytes the reactor has sent to workers, ever
-    SEND_QUEUED_BYTES = 16
-    REMOTE_FAMILY = 17
-    REMOTE_ADDRESS = 18  # 16 bytes: two int64 fields
-    RECV_DONE_BYTES = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
-    READY = 21  # established (on a TLS port: handshake over); before that the record only holds its session id
-    PROTOCOL_FLAGS = 22  # a protocol room's state of the session (WebSocket: upgraded, deflate)
-    HTTP_WORKER_PID = 23  # HTTP: the worker process that took the current request (0: still in a pipe)
-    SIZE = 24
+    SESSION_ID: Final = 0  # 0: free
+    REACTOR_ID: Final = 1
+    SERVER_FD: Final = 2
+    SOCKET_FD: Final = 3
+    REMOTE_PORT: Final = 4
+    CLOSED: Final = 5  # a worker closed it (Close ran with reactor_id -1)
+    PEER_CLOSED: Final = 6
+    OVERFLOW: Final = 7
+    UID: Final = 8
+    WORKER_ID: Final = 9  # dispatch_mode 8: the worker the connection sticks to, -1 before its first package
+    CONNECT_TIME: Final = 10
+    LAST_RECV_TIME: Final = 11
+    LAST_SEND_TIME: Final = 12
+    LAST_DISPATCH_TIME: Final = 13
+    CLOSE_ERRNO: Final = 14
+    RECV_QUEUED_BYTES: Final = 15  # bytes the reactor has sent to workers, ever
+    SEND_QUEUED_BYTES: Final = 16
+    REMOTE_FAMILY: Final = 17
+    REMOTE_ADDRESS: Final = 18  # 16 bytes: two int64 fields
+    RECV_DONE_BYTES: Final = 20  # bytes workers have taken; RECV_QUEUED_BYTES - this = still queued
+    READY: Final = 21  # established (on a TLS port: handshake over); before that the record only holds its session id
+    PROTOCOL_FLAGS: Final = 22  # a protocol room's state of the session (WebSocket: upgraded, deflate)
+    HTTP_WORKER_PID: Final = 23  # HTTP: the worker process that took the current request (0: still in a pipe)
+    SIZE: Final = 24
 
 
 HOT_FIELDS = (
