@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..constants import UNIX_TYPES, Mode
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line, status_line
 from ..http.request import decode_path
-from ..log import logger
+from ..log import NOTICE, logger
 from ..websocket.frames import Opcode
 from ..websocket.handshake import accept_key
 from . import ClientDisconnected, connection_ends
@@ -232,6 +232,12 @@ class AsgiApp:
             scope["state"] = self.state.copy()
         try:
             await self.app(scope, receive, exchange.send)
+        except ClientDisconnected:
+            # Raised by send() into the app: the client left (a closed tab, a cancelled download), the app is
+            # not at fault, and there is nobody left to answer.
+            logger.log(NOTICE, "ASGI response to %s %s cut short: the client went away", scope["method"], scope["path"])
+            exchange.failed()
+            return
         except BaseException as exc:  # a CancelledError or SystemExit of the app's own too: its request is answered
             exchange.failed()
             if _cancelled(exc):

@@ -183,6 +183,17 @@ def test_pathsend_of_a_file_deleted_at_once_never_leaves_the_client_waiting(prob
     assert client.get("/").text == "probe"
 
 
+def test_a_client_that_leaves_mid_stream_is_no_application_failure(probe, client):
+    """send() raises ClientDisconnected into the app (ASGI 2.4's OSError); one that lets it out is not at fault."""
+    with socket.create_connection(("127.0.0.1", probe.port), timeout=10) as sock:
+        sock.sendall(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+    wait_until(lambda: "ASGI response to GET /endless cut short: the client went away" in probe.output(), 10)
+    assert "ASGI application failed (GET /endless)" not in probe.output()
+    assert client.get("/").text == "probe"
+
+
 def test_the_http_scope_is_complete_and_carries_the_pyswoole_extension(probe, client):
     scope = client.get("/a%20b/scope", params={"x": "1 2"}, headers={"X-Custom": "v"}).json()
 

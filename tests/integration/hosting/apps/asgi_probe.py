@@ -145,6 +145,12 @@ async def http(scope, receive, send):
         for i in range(int(query.get("n", "3"))):
             await send({"type": "http.response.body", "body": f"part {i}\n".encode(), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/endless":  # an event stream that lets ClientDisconnected out when its client leaves
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for _ in range(6000):
+            await send({"type": "http.response.body", "body": b"x" * 4096, "more_body": True})
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/flood":
         await flood(send, token, int(query["total"]), int(query.get("chunk", "65536")))
     elif path == "/wait-disconnect":
