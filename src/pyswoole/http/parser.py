@@ -238,7 +238,8 @@ class RequestParser:
         self._buffer = b""
         raw = buffer[:head_end] if len(buffer) > head_end else buffer
         line_end = raw.find(b"\r\n")
-        version = VERSIONS.get(raw[line_end - 8 : line_end])
+        # Slices here never start past their end: mypyc's build raises SystemError on one (CPython gives b"").
+        version = VERSIONS.get(raw[line_end - 8 : line_end]) if line_end >= 8 else None
         if version is None:  # llhttp takes HTTP/0.9 and HTTP/2.0 (and RTSP, ICE)
             return self._fail(events, malformed_status(raw), "HTTP version not supported")
         method_name = self._llhttp.get_method()  # bytes, one of llhttp's few method names
@@ -246,7 +247,8 @@ class RequestParser:
         if method is None:
             method = METHODS[method_name] = method_name.decode("ascii")
         # The request line is "method SP target SP HTTP/x.y" (llhttp tolerates extra spaces around the target).
-        target = raw[len(method_name) + 1 : line_end - 9].strip(b" ")
+        start = len(method_name) + 1
+        target = raw[start : max(start, line_end - 9)].strip(b" ")
         # Origin form is the usual case. (An int needle: ``in`` with a bytes one costs several times more.)
         if target[:1] == b"/" and 35 not in target:  # 35: "#"
             path, _, query = target.partition(b"?") if 63 in target else (target, b"", b"")  # 63: "?"

@@ -338,6 +338,11 @@ def test_an_unsupported_version_gets_505(version: bytes) -> None:
     assert error_of(b"GET / " + version + b"\r\n\r\n").status == 505
 
 
+@pytest.mark.parametrize("head", [b"GET /\r\n\r\n", b"GET /.0\r\nConnection: keep-alive\r\n\r\n"])
+def test_a_request_line_shorter_than_a_version_gets_400(head: bytes) -> None:
+    assert RequestParser().feed(head) == [ParseError(400, "HTTP version not supported")]
+
+
 def test_a_header_section_over_the_limit_gets_431_as_soon_as_it_passes_it() -> None:
     parser = RequestParser(max_header_size=100)
     parser.feed(b"GET / HTTP/1.1\r\nX: ")
