@@ -39,6 +39,8 @@ COMPILED = [
     "src/pyswoole/http/service.py",
     "src/pyswoole/http/sink.py",
     "src/pyswoole/hosting/asgi.py",
+    "src/pyswoole/hosting/loader.py",
+    "src/pyswoole/hosting/proxy.py",
     "src/pyswoole/hosting/wsgi.py",
     "src/pyswoole/websocket/frames.py",
     "src/pyswoole/websocket/parser.py",

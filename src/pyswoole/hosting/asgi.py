@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..constants import UNIX_TYPES, Mode
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line, status_line
-from ..http.request import decode_path
+from ..http.parser import decode_path
 from ..log import NOTICE, logger
 from ..websocket.frames import Opcode
 from ..websocket.handshake import accept_key

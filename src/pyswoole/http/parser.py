@@ -23,6 +23,7 @@ import re
 import struct
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -441,6 +442,13 @@ def malformed_status(head: bytes) -> int:
     """505 when the request line names an HTTP version other than 1.0 and 1.1, else 400."""
     version = head.split(b"\r\n", 1)[0].rpartition(b" ")[2]
     return 505 if HTTP_VERSION.fullmatch(version) and version not in VERSIONS else 400
+
+
+def decode_path(path: bytes) -> str:
+    """A request path percent-decoded (``+`` stays a plus: it is a plain character in a path)."""
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    return path.decode("utf-8", "replace")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -15,12 +15,11 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
-from urllib.parse import unquote_to_bytes
 
 from ..log import logger
 from .forms import FormData, MalformedForm, multipart_boundary, parse_cookies, parse_multipart, parse_query
 from .options import HttpOptions
-from .parser import RequestHead
+from .parser import RequestHead, decode_path
 
 T = TypeVar("T")
 
@@ -197,10 +196,3 @@ class Request:
     rawContent = get_content
     getData = get_data
     getMethod = get_method
-
-
-def decode_path(path: bytes) -> str:
-    """A request path percent-decoded (``+`` stays a plus: it is a plain character in a path)."""
-    if b"%" in path:
-        path = unquote_to_bytes(path)
-    return path.decode("utf-8", "replace")
