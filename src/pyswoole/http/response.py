@@ -292,20 +292,9 @@ class Response:
         """Add a Set-Cookie line, the value as given (refused when it holds a character a cookie cannot)."""
         return self._set_cookie(name, value, expires, path, domain, secure, httponly, samesite, priority, False)
 
-    def rawcookie(
-        self,
-        name: str,
-        value: str = "",
-        expires: int = 0,
-        path: str = "/",
-        domain: str = "",
-        secure: bool = False,
-        httponly: bool = False,
-        samesite: str = "",
-        priority: str = "",
-    ) -> bool:
-        """Swoole's spelling of :meth:`raw_cookie`."""
-        return self._set_cookie(name, value, expires, path, domain, secure, httponly, samesite, priority, False)
+    def rawcookie(self, name: str, *args: Any, **kwargs: Any) -> bool:
+        """Swoole's spelling of :meth:`raw_cookie` (a method, not an alias: mypyc's classes take no aliases)."""
+        return self.raw_cookie(name, *args, **kwargs)
 
     def _set_cookie(
         self,

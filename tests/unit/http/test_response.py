@@ -340,6 +340,17 @@ def test_raw_cookie_sends_the_value_as_given_and_refuses_what_a_cookie_cannot_ca
     assert sink.errors == [ErrorCode.INVALID_PARAMS, ErrorCode.INVALID_PARAMS]
 
 
+def test_swooles_spellings_rawcookie_and_iswritable_do_what_raw_cookie_and_is_writable_do() -> None:
+    response, sink = respond()
+
+    assert response.rawcookie("token", "a%20b", path="/app", httponly=True) is True
+    assert response.isWritable() is True
+    response.end()
+
+    assert b"Set-Cookie: token=a%20b; path=/app; HttpOnly" in sink.sent[0]
+    assert response.isWritable() is False
+
+
 def test_cookie_dates_use_swooles_dashed_format() -> None:
     assert cookie_date(0) == "Thu, 01-Jan-1970 00:00:00 GMT"
 
