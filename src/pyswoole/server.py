@@ -14,7 +14,6 @@ import os
 import signal
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -34,6 +33,7 @@ from .log import logger
 from .port import PORT_EVENTS, Port, event_key, port_event_name
 from .runtime import boot, stats
 from .runtime.context import Runtime
+from .runtime.handle import ServerHandle, to_bytes
 from .runtime.process import Process
 from .websocket import frames as websocket_frames
 from .websocket.frames import CLOSE_NORMAL, FIN, Frame
@@ -66,21 +66,10 @@ def _event_keys(events: tuple[str, ...]) -> dict[str, str]:
 
 
 CLIENT_LIST_MAX = 100
-_RESPONSE, _SEND_BYTES = Slot.RESPONSE, Slot.SEND_BYTES
 _NOT_RUNNING = int(ErrorCode.SERVER_NOT_RUNNING)
-_now = time.time
-_get_ident = threading.get_ident
 
 
-def _to_bytes(data: Any) -> bytes:
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
-
-
-class Server:
+class Server(ServerHandle):
     """A Swoole server: bound at construction, configured with :meth:`set` and :meth:`on`, run by :meth:`start`.
 
     The same object is the user's handle in every process of the server: inside a worker, ``server.send()``
@@ -269,48 +258,9 @@ class Server:
 
     # Sessions --------------------------------------------------------------------------------------------
 
-    def _fail(self, code: int) -> bool:
-        self._rt.last_error = int(code)
-        return False
-
-    def send(self, fd: int, data: bytes | str, server_socket: int = -1) -> bool:
-        """Send to a session; False (see :meth:`get_last_error`) if it is unknown, closed or its buffer is full.
-
-        ``data`` is bytes or str (sent as UTF-8). From any process of the server: the data travels to the
-        process or thread that owns the connection.
-        """
-        rt = self._rt
-        if rt.loop_thread and _get_ident() != rt.loop_thread:
-            return rt.in_loop_thread(self.send, fd, data)
-        conn = rt.local_connections.get(fd)
-        if conn is not None and conn.writable and type(data) is bytes and data:
-            # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
-            conn.last_send_time = _now()
-            conn.transport.write(data)  # type: ignore[union-attr]
-            counters = conn.counters  # type: ignore[attr-defined]
-            counts = counters.values
-            counts[_RESPONSE] += 1
-            counts[_SEND_BYTES] += len(data)
-            if not counters.pending:
-                counters.moved()
-            return True
-        if type(data) is not bytes:
-            data = _to_bytes(data)
-        if not data:
-            return self._fail(ErrorCode.NO_PAYLOAD)
-        if not rt.started:
-            return self._fail(_NOT_RUNNING)
-        code = rt.factory.send(fd, data)
-        if code:
-            return self._fail(code)
-        worker = rt.worker
-        if worker is not None:
-            worker.count_send(len(data))
-        return True
-
     def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
         """Send a datagram from a UDP or UNIX-dgram listening socket (``server_socket``: that port's fd)."""
-        data = _to_bytes(data)
+        data = to_bytes(data)
         if server_socket >= 0:
             candidates = [p for p in self.ports if p.fileno == server_socket and not p.is_stream]
         else:
@@ -401,7 +351,7 @@ class Server:
             return self._fail(_NOT_RUNNING)
         if self.setting["heartbeat_check_interval"] < 1:
             return False
-        idle = rt.factory.idle_sessions(_now())
+        idle = rt.factory.idle_sessions(time.time())
         if if_close_connection:
             for fd in idle:
                 rt.factory.close(fd, True)

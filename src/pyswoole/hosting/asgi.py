@@ -18,7 +18,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import UNIX_TYPES, Mode
 from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line, status_line
@@ -44,10 +44,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-BODY_PIECE = 64 * 1024  # the request body is handed over in pieces of this size at most
-DISCONNECT_POLL = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
-DRAIN_LIMIT = 1 << 20  # BASE mode: a streaming response waits while more than this is queued for its client
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+BODY_PIECE: Final = 64 * 1024  # the request body is handed over in pieces of this size at most
+DISCONNECT_POLL: Final = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
+DRAIN_LIMIT: Final = 1 << 20  # BASE mode: a streaming response waits while more than this is queued for its client
+ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 
 
 class AsgiApp:

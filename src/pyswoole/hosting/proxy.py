@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
 
-VERDICTS_KEPT = 4096  # peers whose verdict TrustedHosts remembers
+VERDICTS_KEPT: Final = 4096  # peers whose verdict TrustedHosts remembers
 
 
 class TrustedHosts:

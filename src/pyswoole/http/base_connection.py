@@ -19,7 +19,7 @@ import asyncio
 import fcntl
 import termios
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..constants import ErrorCode, EventType
 from ..ipc import codec
@@ -39,12 +39,15 @@ if TYPE_CHECKING:
     from ..websocket.session import WebSocketSession
     from .service import HttpService
 
-_now = time.time
-_RECV_BYTES, _DISPATCH, _RESPONSE, _SEND_BYTES = Slot.RECV_BYTES, Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
-_RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
-STOP_GRACE = 1.0  # seconds an idle keep-alive connection of a stopping worker waits for one more request
-_NONE_UNREAD = bytes(4)  # FIONREAD's int when the socket holds nothing unread
-_WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
+_now: Final = time.time
+_RECV_BYTES: Final = Slot.RECV_BYTES
+_DISPATCH: Final = Slot.DISPATCH
+_RESPONSE: Final = Slot.RESPONSE
+_SEND_BYTES: Final = Slot.SEND_BYTES
+_RESPONSE_END: Final = int(EventType.HTTP_RESPONSE_END)
+STOP_GRACE: Final = 1.0  # seconds an idle keep-alive connection of a stopping worker waits for one more request
+_NONE_UNREAD: Final = bytes(4)  # FIONREAD's int when the socket holds nothing unread
+_WEBSOCKET_CLOSE: Final = int(EventType.WEBSOCKET_CLOSE)
 
 
 class HttpWorkerConnection(WorkerConnection):
@@ -78,11 +81,11 @@ class HttpWorkerConnection(WorkerConnection):
         if self.paused:
             self.hold(data)
             return
-        self.last_recv_time = _now()
         counters = self.counters
-        counters.values[_RECV_BYTES] += len(data)
         if not counters.pending:
             counters.moved()
+        self.last_recv_time = counters.now
+        counters.recv_bytes += len(data)
         if self.upgrade is not None:
             self._websocket_receive(data)
             return
@@ -124,9 +127,11 @@ class HttpWorkerConnection(WorkerConnection):
         head, body = request
         if self.worker.stopping and head.keep_alive:
             head = head._replace(keep_alive=False)  # the connection's last request: its answer says so
-        self.last_dispatch_time = now = _now()
         counters = self.counters
-        counters.values[_DISPATCH] += 1
+        if not counters.pending:
+            counters.moved()
+        self.last_dispatch_time = now = counters.now
+        counters.dispatch += 1
         static = self.service.static
         if static is not None and (head.method == "GET" or head.method == "HEAD"):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
@@ -161,9 +166,8 @@ class HttpWorkerConnection(WorkerConnection):
             return self.worker.rt.fail(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
         self.write(data)
         counters = self.counters
-        counts = counters.values
-        counts[_RESPONSE] += 1
-        counts[_SEND_BYTES] += len(data)
+        counters.response += 1
+        counters.send_bytes += len(data)
         if not counters.pending:
             counters.moved()
         return True
@@ -251,7 +255,7 @@ class HttpWorkerConnection(WorkerConnection):
         websocket = self.service.websocket
         assert websocket is not None
         for message in received.messages:
-            self.counters.values[_DISPATCH] += 1
+            self.counters.dispatch += 1
             websocket.deliver(self.worker, self.session_id, message)
         if received.close and not self.closed:
             self.worker.close(self.session_id)

@@ -11,16 +11,17 @@ import os
 import re
 import time
 from email.utils import formatdate
+from typing import Final
 from urllib.parse import quote_plus
 
-SERVER_LINE = b"Server: pyswoole\r\n"
-HEADER_FORBIDDEN = frozenset("\r\n\0")  # in a header value
-NAME_FORBIDDEN = frozenset(' \t\r\n\0:;,"()<>@[]{}/?=\\')  # in a header name (a token)
-_LINE_BREAKERS = re.compile(rb"[\r\n\x00]")
-CONNECTION_LINES = {True: b"Connection: keep-alive\r\n", False: b"Connection: close\r\n"}
-DEFAULT_CONTENT_TYPE_LINE = b"Content-Type: text/html\r\n"
+SERVER_LINE: Final = b"Server: pyswoole\r\n"
+HEADER_FORBIDDEN: Final = frozenset("\r\n\0")  # in a header value
+NAME_FORBIDDEN: Final = frozenset(' \t\r\n\0:;,"()<>@[]{}/?=\\')  # in a header name (a token)
+_LINE_BREAKERS: Final = re.compile(rb"[\r\n\x00]")
+CONNECTION_LINES: Final = {True: b"Connection: keep-alive\r\n", False: b"Connection: close\r\n"}
+DEFAULT_CONTENT_TYPE_LINE: Final = b"Content-Type: text/html\r\n"
 
-REASONS = {
+REASONS: Final = {
     100: "Continue",
     101: "Switching Protocols",
     102: "Processing",
@@ -85,14 +86,14 @@ REASONS = {
     511: "Network Authentication Required",
 }
 
-STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1") for code, reason in REASONS.items()}
+STATUS_LINES: Final = {code: f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1") for code, reason in REASONS.items()}
 
 # Characters a cookie name, value (sent raw), path or domain cannot carry (Swoole's list), and "=" in a name.
-COOKIE_FORBIDDEN = frozenset(",; \t\r\n\x0b\x0c")
-COOKIE_NAME_FORBIDDEN = COOKIE_FORBIDDEN | {"="}
-MAX_COOKIE_EXPIRES = 253402300800  # 10000-01-01T00:00:00Z: a year of five digits is not an HTTP date
-DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+COOKIE_FORBIDDEN: Final = frozenset(",; \t\r\n\x0b\x0c")
+COOKIE_NAME_FORBIDDEN: Final = COOKIE_FORBIDDEN | {"="}
+MAX_COOKIE_EXPIRES: Final = 253402300800  # 10000-01-01T00:00:00Z: a year of five digits is not an HTTP date
+DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def status_line(code: int, reason: str | None = None) -> bytes:
@@ -127,8 +128,8 @@ def format_header_name(name: str) -> str:
 
 
 # key -> (lower-cased name, b"Name: "), one cache with format=True, one without; names come from code.
-_header_names: tuple[dict[str, tuple[str, bytes]], dict[str, tuple[str, bytes]]] = ({}, {})
-MAX_CACHED_NAMES = 1024
+_header_names: Final[tuple[dict[str, tuple[str, bytes]], dict[str, tuple[str, bytes]]]] = ({}, {})
+MAX_CACHED_NAMES: Final = 1024
 
 
 def header_name(key: str, format: bool) -> tuple[str, bytes] | None:
@@ -224,7 +225,7 @@ def build_head(status: int, lines: list[bytes], keep_alive: bool, content_length
     )
 
 
-_media_types: dict[str, str | None] = {}
+_media_types: Final[dict[str, str | None]] = {}
 
 
 def media_type(path: str) -> str | None:
@@ -238,7 +239,7 @@ def media_type(path: str) -> str | None:
     return found
 
 
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"  # owed to a head with expect_continue, before its body
+CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"  # owed to a head with expect_continue, before its body
 
 
 def error_response(status: int) -> bytes:

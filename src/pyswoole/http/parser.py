@@ -22,7 +22,7 @@ import itertools
 import re
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -79,25 +79,25 @@ Event = RequestHead | BodyData | RequestEnd | ParseError | Upgraded
 WholeRequest = tuple[RequestHead, bytes]  # a head and its whole de-chunked body
 
 # NamedTuple's own __new__ is a Python function: the hot path builds heads without that call.
-new_tuple = tuple.__new__
+new_tuple: Final = tuple.__new__
 
-REQUEST_END = RequestEnd()
-MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
-HEX_DIGITS = b"0123456789abcdefABCDEF"
-VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
-METHODS: dict[bytes, str] = {}  # llhttp's method names as str, filled as they are met
-FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
-HTTP_VERSION = re.compile(rb"HTTP/\d\.\d")
+REQUEST_END: Final = RequestEnd()
+MAX_CHUNK_LINE: Final = 4096  # a chunk-size line with its extensions
+HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+VERSIONS: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+METHODS: Final[dict[bytes, str]] = {}  # llhttp's method names as str, filled as they are met
+FRAMING_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+HTTP_VERSION: Final = re.compile(rb"HTTP/\d\.\d")
 
 # Parser states.
-IDLE = 0  # between requests
-HEAD = 1  # inside a header section
-BODY = 2  # inside a Content-Length body
-CHUNK_SIZE = 3  # expecting a chunk-size line
-CHUNK_DATA = 4
-CHUNK_DATA_END = 5  # expecting the CRLF after chunk data
-TRAILER = 6  # inside the trailer section
-CLOSED = 7  # after a ParseError or an upgrade
+IDLE: Final = 0  # between requests
+HEAD: Final = 1  # inside a header section
+BODY: Final = 2  # inside a Content-Length body
+CHUNK_SIZE: Final = 3  # expecting a chunk-size line
+CHUNK_DATA: Final = 4
+CHUNK_DATA_END: Final = 5  # expecting the CRLF after chunk data
+TRAILER: Final = 6  # inside the trailer section
+CLOSED: Final = 7  # after a ParseError or an upgrade
 
 
 class RequestParser:
@@ -503,12 +503,12 @@ class RequestCollector:
 # ---- shipping a parsed request to another process ------------------------------------------------------------
 
 # flags, content_length (-1: none), then the sizes of method, target, path, query, headers, upgrade, raw
-PACKED_HEADER = struct.Struct("<Bq7I")
-KEEP_ALIVE = 1
-CHUNKED = 2
-EXPECT_CONTINUE = 4
-HAS_UPGRADE = 8
-VERSION_11 = 16
+PACKED_HEADER: Final = struct.Struct("<Bq7I")
+KEEP_ALIVE: Final = 1
+CHUNKED: Final = 2
+EXPECT_CONTINUE: Final = 4
+HAS_UPGRADE: Final = 8
+VERSION_11: Final = 16
 
 
 def pack_request(head: RequestHead, body: bytes) -> bytes:

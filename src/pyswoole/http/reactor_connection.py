@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..constants import EventType
 from ..ipc import codec
@@ -36,18 +36,17 @@ if TYPE_CHECKING:
     from ..websocket.session import WebSocketSession
     from .service import HttpService
 
-_now = time.time
-_RECV_BYTES, _DISPATCH = Slot.RECV_BYTES, Slot.DISPATCH
-_HTTP_REQUEST = int(EventType.HTTP_REQUEST)
-_RESPONSE_END = int(EventType.HTTP_RESPONSE_END)
-_WEBSOCKET_MESSAGE = int(EventType.WEBSOCKET_MESSAGE)
-_WEBSOCKET_CLOSE = int(EventType.WEBSOCKET_CLOSE)
-_LAST_RECV_TIME, _LAST_DISPATCH_TIME, _HTTP_WORKER_PID = (
-    Conn.LAST_RECV_TIME,
-    Conn.LAST_DISPATCH_TIME,
-    Conn.HTTP_WORKER_PID,
-)
-NO_WORKER = -1
+_now: Final = time.time
+_RECV_BYTES: Final = Slot.RECV_BYTES
+_DISPATCH: Final = Slot.DISPATCH
+_HTTP_REQUEST: Final = int(EventType.HTTP_REQUEST)
+_RESPONSE_END: Final = int(EventType.HTTP_RESPONSE_END)
+_WEBSOCKET_MESSAGE: Final = int(EventType.WEBSOCKET_MESSAGE)
+_WEBSOCKET_CLOSE: Final = int(EventType.WEBSOCKET_CLOSE)
+_LAST_RECV_TIME: Final = Conn.LAST_RECV_TIME
+_LAST_DISPATCH_TIME: Final = Conn.LAST_DISPATCH_TIME
+_HTTP_WORKER_PID: Final = Conn.HTTP_WORKER_PID
+NO_WORKER: Final = -1
 
 
 class HttpReactorConnection(ReactorConnection):
@@ -97,13 +96,13 @@ class HttpReactorConnection(ReactorConnection):
         if self.paused:
             self.hold(data)
             return
-        now = _now()
-        self.last_recv_time = now
-        self.table_d[self.base + _LAST_RECV_TIME] = now
         counters = self.counters
-        counters.values[_RECV_BYTES] += len(data)
         if not counters.pending:
             counters.moved()
+        now = counters.now
+        self.last_recv_time = now
+        self.table_d[self.base + _LAST_RECV_TIME] = now
+        counters.recv_bytes += len(data)
         if self.upgrade is not None:
             self._websocket_receive(data)
             return
@@ -159,10 +158,13 @@ class HttpReactorConnection(ReactorConnection):
         if worker_id < 0:
             self._reject(503, "no worker to dispatch to")
             return
-        now = _now()
+        counters = self.counters
+        if not counters.pending:
+            counters.moved()
+        now = counters.now
         self.last_dispatch_time = now
         self.table_d[self.base + _LAST_DISPATCH_TIME] = now
-        self.counters.values[_DISPATCH] += 1
+        counters.dispatch += 1
         self.worker_id = worker_id
         self.worker_seen_dead = False
         self.table_q[self.base + _HTTP_WORKER_PID] = 0  # the worker that takes it writes its pid
@@ -224,7 +226,7 @@ class HttpReactorConnection(ReactorConnection):
             worker_id = reactor.dispatcher.worker_for(self.base, self.socket_fd, EventType.RECV_DATA)
             now = _now()
             for message in received.messages:
-                self.counters.values[_DISPATCH] += 1
+                self.counters.dispatch += 1
                 ext_flags, payload = pack_delivery(message)
                 reactor.to_worker(
                     worker_id,

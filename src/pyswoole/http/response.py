@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import zlib
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..constants import ErrorCode
 from ..log import logger
@@ -37,12 +37,12 @@ from .options import HttpOptions
 from .parser import RequestHead
 from .sink import SessionSink
 
-DEFAULT_OPTIONS = HttpOptions()
-STATUS_200 = STATUS_LINES[200]
+DEFAULT_OPTIONS: Final = HttpOptions()
+STATUS_200: Final = STATUS_LINES[200]
 # Headers whose lines the response writes itself whatever the application set.
-MANAGED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
-NO_BODY_STATUSES = frozenset({204, 304})
-COMPRESSIBLE_TYPES = frozenset(
+MANAGED_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+COMPRESSIBLE_TYPES: Final = frozenset(
     {
         "application/json",
         "application/javascript",
@@ -57,7 +57,7 @@ COMPRESSIBLE_TYPES = frozenset(
         "image/svg+xml",
     }
 )
-MAX_CACHED = 256
+MAX_CACHED: Final = 256
 
 
 class ResponseSink(Protocol):
@@ -80,7 +80,7 @@ class ResponseSink(Protocol):
         ...
 
 
-_accepted_encodings: dict[bytes, str | None] = {}
+_accepted_encodings: Final[dict[bytes, str | None]] = {}
 
 
 def accepted_encoding(accept_encoding: bytes) -> str | None:
@@ -127,9 +127,9 @@ def compress(data: bytes, coding: str, level: int) -> bytes:
 
 
 # Header lines and Content-Length lines already built: applications set the same few again and again.
-MAX_CACHED_LINES = 4096
-_header_lines: dict[tuple[bytes, str], tuple[bytes, str]] = {}
-_length_lines: dict[int, bytes] = {}
+MAX_CACHED_LINES: Final = 4096
+_header_lines: Final[dict[tuple[bytes, str], tuple[bytes, str]]] = {}
+_length_lines: Final[dict[int, bytes]] = {}
 
 
 def content_length_line(length: int) -> bytes:

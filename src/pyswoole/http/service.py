@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..constants import EventType
 from ..ipc import codec
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .response import ResponseSink
 
 
-SWEEP_INTERVAL = 0.5  # seconds between looks at a thread's HTTP connections (header deadlines, lost workers)
+SWEEP_INTERVAL: Final = 0.5  # seconds between looks at a thread's HTTP connections (header deadlines, lost workers)
 
 
 class SweptConnection(Protocol):

@@ -5,7 +5,7 @@ process of the server, through the factory. PROCESS mode's worker-side responses
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..constants import EventType
 from ..ipc import codec
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from ..runtime.context import Runtime
 
 # HTTP_RESPONSE_END's ext_flags: what the session's owner does once the current request is answered.
-KEEP_ALIVE = 1
-UPGRADED = 2  # the request was a WebSocket upgrade, accepted: the connection now speaks WebSocket
+KEEP_ALIVE: Final = 1
+UPGRADED: Final = 2  # the request was a WebSocket upgrade, accepted: the connection now speaks WebSocket
 
 
 class SessionSink:

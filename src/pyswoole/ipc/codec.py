@@ -19,6 +19,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "FLAG_BEGIN",
@@ -42,18 +43,18 @@ __all__ = [
 
 # fd, msg_id, len, reactor_id, type, flags, server_fd, ext_flags, reserved, time.
 # Native byte order like Swoole's DataHead, but standard sizes and no padding, so the layout is fixed.
-HEADER = struct.Struct("=qQIhBBHHId")
-HEADER_SIZE = 40
+HEADER: Final = struct.Struct("=qQIhBBHHId")
+HEADER_SIZE: Final = 40
 
 # One datagram, header included. On ENOBUFS/EMSGSIZE Swoole's writers fall back to 2048 (§5.3): a caller
 # does the same by passing a smaller max_datagram to encode().
-MAX_DATAGRAM = 65536
-MAX_PAYLOAD = MAX_DATAGRAM - HEADER_SIZE
+MAX_DATAGRAM: Final = 65536
+MAX_PAYLOAD: Final = MAX_DATAGRAM - HEADER_SIZE
 
-FLAG_CHUNK = 4
-FLAG_BEGIN = 8
-FLAG_END = 16
-_CHUNK_FLAGS = FLAG_CHUNK | FLAG_BEGIN | FLAG_END
+FLAG_CHUNK: Final = 4
+FLAG_BEGIN: Final = 8
+FLAG_END: Final = 16
+_CHUNK_FLAGS: Final = FLAG_CHUNK | FLAG_BEGIN | FLAG_END
 
 
 class IpcError(Exception):
@@ -146,8 +147,8 @@ def _chunks(headers: list[bytes], data: bytes, chunk_size: int) -> list[bytes]:
 
 # What a reader of a batch needs from each header: HEADER without msg_id and reserved, so that unpacking
 # builds two objects fewer per message.
-_ROUTE = struct.Struct("=q8xIhBBHH4xd")
-_FLAGS_OFFSET = 23
+_ROUTE: Final = struct.Struct("=q8xIhBBHH4xd")
+_FLAGS_OFFSET: Final = 23
 
 
 class _Partial:
@@ -293,7 +294,7 @@ class Reassembler:
 
 # RECV_DGRAM payload: the sender's address travels in front of the datagram (§5.3: socket type, address,
 # length, data): port, address length, address (UTF-8: an IP or a UNIX path), then the data.
-_DGRAM_ADDRESS = struct.Struct("=HH")
+_DGRAM_ADDRESS: Final = struct.Struct("=HH")
 
 
 def pack_datagram(address: str, port: int, data: bytes) -> bytes:
@@ -312,7 +313,7 @@ def unpack_datagram(payload: bytes) -> tuple[str, int, bytes]:
     return payload[_DGRAM_ADDRESS.size : end].decode(errors="replace"), port, payload[end:]
 
 
-_SENDFILE_RANGE = struct.Struct("=qq")
+_SENDFILE_RANGE: Final = struct.Struct("=qq")
 
 
 def pack_sendfile(path: str, offset: int, length: int) -> bytes:

@@ -15,9 +15,11 @@ import time
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
-SESSION_SLOTS = 1 << 20  # as Swoole: slot = session_id % SESSION_SLOTS
+from mypy_extensions import i64
+
+SESSION_SLOTS: Final = 1 << 20  # as Swoole: slot = session_id % SESSION_SLOTS
 # BASE mode's session table: per slot the session id, its owner key, and its protocol flags (WebSocket state).
-SESSION_FIELDS = 3
+SESSION_FIELDS: Final = 3
 
 
 class Global:
@@ -124,47 +126,62 @@ class Conn:
     SIZE: Final = 24
 
 
-HOT_FIELDS = (
-    Slot.RECV_BYTES, Slot.DISPATCH, Slot.REQUEST, Slot.FAILED, Slot.RESPONSE, Slot.SEND_BYTES,
-    Slot.HTTP_1XX, Slot.HTTP_2XX, Slot.HTTP_3XX, Slot.HTTP_4XX, Slot.HTTP_5XX,
-)  # fmt: skip
-
-
 def count_http_status(counters: SlotCounters, status: int) -> None:
     """One more HTTP response of ``status`` in a slot's counters (a worker's, or a reactor thread's)."""
     if 100 <= status < 600:
-        counters.values[Slot.HTTP_1XX + status // 100 - 1] += 1
+        counters.http[status // 100 - 1] += 1
         if not counters.pending:
             counters.moved()
 
 
 class SlotCounters:
-    """The per-package counters of one slot (a worker's, or a reactor thread's), kept in a plain list and
+    """The per-package counters of one slot (a worker's, or a reactor thread's), kept in this object's fields and
     copied into the shared slot at the end of every loop pass in which they moved.
 
-    Adding to an item of a memoryview over shared memory costs about three times what adding to a list item
-    does, and a package bumps several counters: this keeps the hot path cheap while other processes still see
-    figures at most one loop pass old. Only the owner of the slot writes these fields.
+    Adding to an item of a memoryview over shared memory costs several times what adding to a native int64
+    field does, and a package bumps several counters: this keeps the hot path cheap while other processes still
+    see figures at most one loop pass old. Only the owner of the slot writes these fields.
+
+    ``now`` is the loop pass's clock: the wall-clock time read when the counters first moved in this pass, the
+    time the hot path records as a session's last receive or send (as libuv's cached loop time, it can be one
+    pass old: a blocking callback delays what follows it in its pass, not the figure's meaning for idle checks).
     """
 
-    __slots__ = ("values", "pending", "_slot", "_loop")
+    __slots__ = ("recv_bytes", "dispatch", "request", "failed", "response", "send_bytes", "http", "pending", "now",
+                 "_slot", "_loop")  # fmt: skip
 
     def __init__(self, slot: memoryview, loop: Any) -> None:
         self._slot = slot
         self._loop = loop
-        self.values = slot.tolist()
+        # A slot's counters only grow: a new incarnation of its process goes on from its predecessor's figures.
+        self.recv_bytes: i64 = slot[Slot.RECV_BYTES]
+        self.dispatch: i64 = slot[Slot.DISPATCH]
+        self.request: i64 = slot[Slot.REQUEST]
+        self.failed: i64 = slot[Slot.FAILED]
+        self.response: i64 = slot[Slot.RESPONSE]
+        self.send_bytes: i64 = slot[Slot.SEND_BYTES]
+        self.http: list[int] = slot[Slot.HTTP_1XX : Slot.HTTP_5XX + 1].tolist()  # 1xx..5xx
         self.pending = False
+        self.now = time.time()
 
     def moved(self) -> None:
-        """Call when a value changed and ``pending`` is False: publishes at the end of this loop pass."""
+        """Call when a value changed (or is about to) and ``pending`` is False: publishes at the end of this loop
+        pass, and reads the pass's clock."""
         self.pending = True
+        self.now = time.time()
         self._loop.call_soon(self.publish)
 
     def publish(self) -> None:
         self.pending = False
-        slot, values = self._slot, self.values
-        for field in HOT_FIELDS:
-            slot[field] = values[field]
+        slot = self._slot
+        slot[Slot.RECV_BYTES] = self.recv_bytes
+        slot[Slot.DISPATCH] = self.dispatch
+        slot[Slot.REQUEST] = self.request
+        slot[Slot.FAILED] = self.failed
+        slot[Slot.RESPONSE] = self.response
+        slot[Slot.SEND_BYTES] = self.send_bytes
+        for offset, count in enumerate(self.http):
+            slot[Slot.HTTP_1XX + offset] = count
 
 
 def _shared_area(size: int) -> mmap.mmap:

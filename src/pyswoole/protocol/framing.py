@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, SupportsIndex
+from typing import Any, Final, Protocol, SupportsIndex
 
 from ..constants import ErrorCode
 from ..settings import IPC_BODY_SIZE, PACKAGE_LENGTH_TYPES
@@ -39,7 +39,7 @@ __all__ = [
 
 # Swoole reads at most one IPC buffer (8152 bytes) of a package before asking package_length_func for its
 # length, and gives up on a connection whose length is not found in that much (PACKAGE_LENGTH_NOT_FOUND).
-LENGTH_FUNC_WINDOW = IPC_BODY_SIZE  # a length function sees at most one IPC message body, as in Swoole
+LENGTH_FUNC_WINDOW: Final = IPC_BODY_SIZE  # a length function sees at most one IPC message body, as in Swoole
 
 
 class FramingError(Exception):

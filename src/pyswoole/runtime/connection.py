@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..ipc.codec import Message
 from ..log import NOTICE, logger
@@ -33,8 +33,8 @@ from ..protocol.framing import FramingError
 from ..protocol.sendfile import FileSender
 from ..protocol.tls import peer_certificate_pem
 
-_now = time.time
-_LINGER_RESET = struct.pack("ii", 1, 0)
+_now: Final = time.time
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 
 class Reactor(Protocol):

@@ -13,7 +13,7 @@ import concurrent.futures
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import setproctitle
 
@@ -76,7 +76,7 @@ class RemoteTaskSource(Protocol):
     def done(self, handle: int) -> None: ...
 
 
-_RUNTIMES: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
+_RUNTIMES: Final[weakref.WeakKeyDictionary[Any, Runtime]] = weakref.WeakKeyDictionary()
 
 
 def runtime_of(server: Any) -> Runtime:

@@ -12,17 +12,17 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ..constants import WorkerStatus
 from ..ipc.shm import Conn, SharedState, Slot
 from ..log import logger
 
-HASH_MODES = frozenset({2, 4, 8})
-DISCARD = -1
-FALLBACK = -3  # a dispatch_func's answer meaning "use dispatch_mode"
-_IDLE = int(WorkerStatus.IDLE)
-_NATIVE_U32 = struct.Struct("=I")
+HASH_MODES: Final = frozenset({2, 4, 8})
+DISCARD: Final = -1
+FALLBACK: Final = -3  # a dispatch_func's answer meaning "use dispatch_mode"
+_IDLE: Final = int(WorkerStatus.IDLE)
+_NATIVE_U32: Final = struct.Struct("=I")
 
 
 def address_key(ip: str) -> int:

@@ -15,7 +15,7 @@ Actions return 0 or one of Swoole's error codes; the Server turns that into True
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import ErrorCode, EventType
 from ..ipc import codec, pipes
@@ -27,11 +27,15 @@ from .dispatch import HASH_MODES, Dispatcher
 if TYPE_CHECKING:
     from .context import Runtime
 
-_NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
-_SEND_DATA = int(EventType.SEND_DATA)
+_NOT_EXIST: Final = int(ErrorCode.SESSION_NOT_EXIST)
+_SEND_DATA: Final = int(EventType.SEND_DATA)
 # Plain ints for send(), the per-package path.
-_CONN_SIZE, _SESSION_ID, _REACTOR_ID = Conn.SIZE, Conn.SESSION_ID, Conn.REACTOR_ID
-_CLOSED, _PEER_CLOSED, _OVERFLOW = Conn.CLOSED, Conn.PEER_CLOSED, Conn.OVERFLOW
+_CONN_SIZE: Final = Conn.SIZE
+_SESSION_ID: Final = Conn.SESSION_ID
+_REACTOR_ID: Final = Conn.REACTOR_ID
+_CLOSED: Final = Conn.CLOSED
+_PEER_CLOSED: Final = Conn.PEER_CLOSED
+_OVERFLOW: Final = Conn.OVERFLOW
 
 
 class _Factory:

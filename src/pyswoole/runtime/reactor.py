@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import PROTOCOL_EVENTS_FROM, EventType
 from ..ipc import codec
@@ -30,20 +30,21 @@ from .dispatch import Dispatcher
 if TYPE_CHECKING:
     from .context import Runtime
 
-_now = time.time
+_now: Final = time.time
 
-THROTTLE_FIRST, THROTTLE_LAST = 0.001, 1.024  # max_queued_bytes: Swoole's back-off, in seconds
+THROTTLE_FIRST: Final = 0.001
+THROTTLE_LAST: Final = 1.024  # max_queued_bytes: Swoole's back-off, in seconds
 # Plain ints for the per-package path: an attribute of a class or an enum costs more to read.
-_RECV_DATA, _SEND_DATA = int(EventType.RECV_DATA), int(EventType.SEND_DATA)
-_MAX_PAYLOAD = codec.MAX_PAYLOAD
-pack = codec.pack
-_DISPATCH, _RECV_BYTES = Slot.DISPATCH, Slot.RECV_BYTES
-_LAST_RECV_TIME, _LAST_SEND_TIME = Conn.LAST_RECV_TIME, Conn.LAST_SEND_TIME
-_LAST_DISPATCH_TIME, _RECV_QUEUED_BYTES, _SEND_QUEUED_BYTES = (
-    Conn.LAST_DISPATCH_TIME,
-    Conn.RECV_QUEUED_BYTES,
-    Conn.SEND_QUEUED_BYTES,
-)
+_RECV_DATA: Final = int(EventType.RECV_DATA)
+_SEND_DATA: Final = int(EventType.SEND_DATA)
+_MAX_PAYLOAD: Final = codec.MAX_PAYLOAD
+_DISPATCH: Final = Slot.DISPATCH
+_RECV_BYTES: Final = Slot.RECV_BYTES
+_LAST_RECV_TIME: Final = Conn.LAST_RECV_TIME
+_LAST_SEND_TIME: Final = Conn.LAST_SEND_TIME
+_LAST_DISPATCH_TIME: Final = Conn.LAST_DISPATCH_TIME
+_RECV_QUEUED_BYTES: Final = Conn.RECV_QUEUED_BYTES
+_SEND_QUEUED_BYTES: Final = Conn.SEND_QUEUED_BYTES
 
 
 class ReactorConnection(Connection):
@@ -82,23 +83,22 @@ class ReactorConnection(Connection):
         if self.paused:
             self.hold(data)
             return
-        now = _now()
+        counters = self.counters
+        if not counters.pending:
+            counters.moved()
+        now = counters.now
         self.last_recv_time = now
         base = self.base
         table_d = self.table_d
         table_d[base + _LAST_RECV_TIME] = now
-        counters = self.counters
-        counts = counters.values
-        counts[_RECV_BYTES] += len(data)
-        if not counters.pending:
-            counters.moved()
+        counters.recv_bytes += len(data)
         writer = self.worker_writer
         if writer is not None and len(data) <= _MAX_PAYLOAD:
             # ReactorThread.dispatch, inlined for the commonest case: the per-package path of PROCESS mode.
             table_d[base + _LAST_DISPATCH_TIME] = now
             self.table_q[base + _RECV_QUEUED_BYTES] += len(data)
-            counts[_DISPATCH] += 1
-            if not writer.write(pack(_RECV_DATA, self.session_id, self.reactor_id, self.server_fd, now, data)):
+            counters.dispatch += 1
+            if not writer.write(codec.pack(_RECV_DATA, self.session_id, self.reactor_id, self.server_fd, now, data)):
                 reactor: Any = self.reactor
                 reactor.dropped(self.socket_fd % reactor.worker_num, _RECV_DATA, self.session_id)
             return
@@ -247,7 +247,7 @@ class ReactorThread:
         base = conn.base
         self.table_d[base + _LAST_DISPATCH_TIME] = now
         self.table_q[base + _RECV_QUEUED_BYTES] += len(data)
-        self.counters.values[_DISPATCH] += 1  # marked moved by data_received
+        self.counters.dispatch += 1  # marked moved by data_received
         if len(data) <= codec.MAX_PAYLOAD:
             datagram = codec.pack(_RECV_DATA, conn.session_id, self.reactor_id, conn.port.fileno, now, data)
             if not self._writers[worker_id].write(datagram):
@@ -385,7 +385,10 @@ class ReactorThread:
             if conn is not None and not conn.closed:
                 self.write(conn, data)  # behind a file, or over the high watermark
             return
-        conn.last_send_time = _now()  # conn.write, inlined: no file queue to mind
+        counters = self.counters
+        if not counters.pending:
+            counters.moved()
+        conn.last_send_time = counters.now  # conn.write, inlined: no file queue to mind
         conn.transport.write(data)  # type: ignore[union-attr]
         self._written(conn)
 
@@ -445,13 +448,13 @@ class ReactorThread:
     def _read_datagrams(self, port: Port) -> None:
         for data, host, remote_port in port.receive_datagrams():
             counters = self.counters
-            counters.values[Slot.RECV_BYTES] += len(data)
+            counters.recv_bytes += len(data)
             if not counters.pending:
                 counters.moved()
             worker_id = self.dispatcher.worker_for_datagram(host)
             if worker_id < 0:
                 continue
-            counters.values[Slot.DISPATCH] += 1
+            counters.dispatch += 1
             self.to_worker(
                 worker_id,
                 codec.Message(

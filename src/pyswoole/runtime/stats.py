@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import Mode, WorkerStatus
 from ..ipc import codec
@@ -87,7 +87,7 @@ def collect(rt: Runtime) -> dict[str, Any]:
     return stats
 
 
-RESTART_CAUSES = {
+RESTART_CAUSES: Final = {
     "crash": Global.RESTARTS_CRASH,
     "max_request": Global.RESTARTS_MAX_REQUEST,
     "max_worker_rss": Global.RESTARTS_MAX_WORKER_RSS,
@@ -95,9 +95,9 @@ RESTART_CAUSES = {
     "reload": Global.RESTARTS_RELOAD,
     "exit": Global.RESTARTS_EXIT,
 }
-HTTP_CLASSES = {"1xx": Slot.HTTP_1XX, "2xx": Slot.HTTP_2XX, "3xx": Slot.HTTP_3XX, "4xx": Slot.HTTP_4XX,
+HTTP_CLASSES: Final = {"1xx": Slot.HTTP_1XX, "2xx": Slot.HTTP_2XX, "3xx": Slot.HTTP_3XX, "4xx": Slot.HTTP_4XX,
                 "5xx": Slot.HTTP_5XX}  # fmt: skip
-_STATUS_NAMES = {int(WorkerStatus.BUSY): "busy", int(WorkerStatus.IDLE): "idle"}  # anything else: "exit"
+_STATUS_NAMES: Final = {int(WorkerStatus.BUSY): "busy", int(WorkerStatus.IDLE): "idle"}  # anything else: "exit"
 
 latest: dict[str, Any] | None = None
 """The last snapshot :func:`publish` built in this process (what the admin server serves)."""

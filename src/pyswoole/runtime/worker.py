@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import log
 from ..compiled import unchecked
@@ -43,23 +43,32 @@ if TYPE_CHECKING:
     from .context import Runtime
 
 # Plain ints: the hot path compares and indexes with them, and enum members cost several times more.
-_BUSY = int(WorkerStatus.BUSY)
-_IDLE = int(WorkerStatus.IDLE)
-_REQUEST, _FAILED, _RECV_BYTES, _STATUS = Slot.REQUEST, Slot.FAILED, Slot.RECV_BYTES, Slot.STATUS
-_DISPATCH, _RESPONSE, _SEND_BYTES = Slot.DISPATCH, Slot.RESPONSE, Slot.SEND_BYTES
-_CONN_SIZE, _SESSION_ID, _RECV_DONE_BYTES, _CLOSED = Conn.SIZE, Conn.SESSION_ID, Conn.RECV_DONE_BYTES, Conn.CLOSED
-_NOT_EXIST = int(ErrorCode.SESSION_NOT_EXIST)
-_now = time.time
-ACCEPT_BATCH = 64
+_BUSY: Final = int(WorkerStatus.BUSY)
+_IDLE: Final = int(WorkerStatus.IDLE)
+_REQUEST: Final = Slot.REQUEST
+_FAILED: Final = Slot.FAILED
+_RECV_BYTES: Final = Slot.RECV_BYTES
+_STATUS: Final = Slot.STATUS
+_DISPATCH: Final = Slot.DISPATCH
+_RESPONSE: Final = Slot.RESPONSE
+_SEND_BYTES: Final = Slot.SEND_BYTES
+_CONN_SIZE: Final = Conn.SIZE
+_SESSION_ID: Final = Conn.SESSION_ID
+_RECV_DONE_BYTES: Final = Conn.RECV_DONE_BYTES
+_CLOSED: Final = Conn.CLOSED
+_NOT_EXIST: Final = int(ErrorCode.SESSION_NOT_EXIST)
+_now: Final = time.time
+ACCEPT_BATCH: Final = 64
 
 
 class WorkerConnection(Connection):
     """A connection of a BASE-mode worker: a received package goes straight to the Receive callback."""
 
-    __slots__ = ("server", "counters", "slot")
+    __slots__ = ("worker", "server", "counters", "slot")
 
     def __init__(self, worker: EventWorker, port: Port, handlers: PortHandlers) -> None:
         super().__init__(worker, port, handlers, worker.worker_id)
+        self.worker = worker  # self.reactor, typed: the hot path reads its fields natively
         self.server = worker.server
         self.counters = worker.counters
         self.slot = worker.slot
@@ -75,33 +84,33 @@ class WorkerConnection(Connection):
         if self.paused:
             self.hold(data)
             return
-        self.last_recv_time = self.last_dispatch_time = _now()
         counters = self.counters
-        counts = counters.values
-        counts[_RECV_BYTES] += len(data)
         if not counters.pending:
             counters.moved()
+        self.last_recv_time = self.last_dispatch_time = counters.now
+        counters.recv_bytes += len(data)
         handlers = self.handlers
-        if self.framer is None and not handlers.receive_async:
-            # EventWorker.receive inlined for the commonest case, raw and plain: one call less per package
-            # is worth ~5% of echo throughput.
-            counts[_DISPATCH] += 1
-            slot = self.slot
-            slot[_STATUS] = _BUSY
-            try:
-                handlers.receive(self.server, self.session_id, self.reactor_id, data)
-            except Exception:
-                counts[_FAILED] += 1
-                logger.exception("Receive callback failed (fd=%d)", self.session_id)
-            else:
-                counts[_REQUEST] += 1
-            slot[_STATUS] = _IDLE
-            if self.reactor.request_limit:  # type: ignore[attr-defined]
-                self.reactor._check_request_limit()  # type: ignore[attr-defined]
+        if self.framer is not None or handlers.receive_async:
+            worker = self.worker
+            for package in self.split(data) if self.framer is not None else (data,):
+                counters.dispatch += 1
+                worker.receive(handlers, self.session_id, self.reactor_id, package)
             return
-        for package in self.split(data) if self.framer is not None else (data,):
-            counts[_DISPATCH] += 1
-            self.reactor.receive(self.handlers, self.session_id, self.reactor_id, package)  # type: ignore[attr-defined]
+        # EventWorker.receive inlined for the commonest case, raw and plain: the echo's hot path.
+        counters.dispatch += 1
+        worker = self.worker
+        slot = self.slot
+        slot[_STATUS] = _BUSY
+        try:
+            handlers.receive(self.server, self.session_id, self.reactor_id, data)
+        except Exception:
+            counters.failed += 1
+            logger.exception("Receive callback failed (fd=%d)", self.session_id)
+        else:
+            counters.request += 1
+        slot[_STATUS] = _IDLE
+        if worker.request_limit:
+            worker.check_request_limit()
 
 
 class EventWorker:
@@ -328,23 +337,23 @@ class EventWorker:
 
     def receive(self, handlers: PortHandlers, fd: int, reactor_id: int, data: bytes) -> None:
         """Run Receive for one package. The hot path of both modes: kept flat on purpose."""
-        counts = self.counters.values  # the caller has marked them moved
+        counters = self.counters  # the caller has marked them moved
         if handlers.receive_async:
             self.spawn(handlers.receive(self.server, fd, reactor_id, data))  # type: ignore[misc]
-            counts[_REQUEST] += 1
+            counters.request += 1
             return
         slot = self.slot
         slot[_STATUS] = _BUSY
         try:
             handlers.receive(self.server, fd, reactor_id, data)  # type: ignore[misc]
         except Exception:
-            counts[_FAILED] += 1
+            counters.failed += 1
             logger.exception("Receive callback failed (fd=%d)", fd)
         else:
-            counts[_REQUEST] += 1
+            counters.request += 1
         slot[_STATUS] = _IDLE
         if self.request_limit:
-            self._check_request_limit()
+            self.check_request_limit()
 
     def serve_unit(
         self,
@@ -357,7 +366,6 @@ class EventWorker:
         runs: counted in the request stats, the worker busy meanwhile, recycled at max_request; a coroutine runs
         as a task. ``done(error, result)`` follows when it is over: what it raised (logged here), or returned."""
         counters = self.counters
-        counts = counters.values
         if not counters.pending:
             counters.moved()
         slot = self.slot
@@ -365,31 +373,30 @@ class EventWorker:
         try:
             result = callback(*args)
         except Exception as exc:
-            counts[_FAILED] += 1
+            counters.failed += 1
             logger.exception("%s callback failed", what)
             done(exc, None)
         else:
-            counts[_REQUEST] += 1
+            counters.request += 1
             if result is not None and asyncio.iscoroutine(result):  # None (most callbacks): no ABC check
                 self.spawn(_finish_unit(what, result, done))
             else:
                 done(None, result)
         slot[_STATUS] = _IDLE
         if self.request_limit:
-            self._check_request_limit()
+            self.check_request_limit()
 
     def count_send(self, size: int) -> None:
         counters = self.counters
-        counts = counters.values
-        counts[_RESPONSE] += 1
-        counts[_SEND_BYTES] += size
+        counters.response += 1
+        counters.send_bytes += size
         if not counters.pending:
             counters.moved()
 
     def count_dispatch(self, received_bytes: int) -> None:
         counters = self.counters
-        counters.values[_DISPATCH] += 1
-        counters.values[_RECV_BYTES] += received_bytes
+        counters.dispatch += 1
+        counters.recv_bytes += received_bytes
         if not counters.pending:
             counters.moved()
 
@@ -404,18 +411,18 @@ class EventWorker:
             "dispatch_time": _now(),
         }
         slot[_STATUS] = _BUSY
-        self.counters.values[_REQUEST if self.call(handlers.packet, (self.server, data, client)) else _FAILED] += 1  # type: ignore[arg-type]
+        if self.call(handlers.packet, (self.server, data, client)):  # type: ignore[arg-type]
+            self.counters.request += 1
+        else:
+            self.counters.failed += 1
         slot[_STATUS] = _IDLE
         if self.request_limit:
-            self._check_request_limit()
+            self.check_request_limit()
 
-    def _check_request_limit(self) -> None:
+    def check_request_limit(self) -> None:
         """max_request: after that many Receive/Packet callbacks (plus grace) the worker is recycled."""
-        counts = self.counters.values
-        if (
-            counts[_REQUEST] + counts[_FAILED] - counts[Slot.REQUEST_BASE] - counts[Slot.FAILED_BASE]
-            >= self.request_limit
-        ):
+        counters, slot = self.counters, self.slot
+        if counters.request + counters.failed - slot[Slot.REQUEST_BASE] - slot[Slot.FAILED_BASE] >= self.request_limit:
             logger.info("worker %d reached max_request (%d): recycled", self.worker_id, self.request_limit)
             self.stop()
 
@@ -612,7 +619,7 @@ class EventWorker:
             if q[base + _CLOSED]:
                 return  # closed by the server: what the client sent meanwhile is dropped, as in Swoole
         counters = self.counters
-        counters.values[_DISPATCH] += 1
+        counters.dispatch += 1
         if not counters.pending:
             counters.moved()
         self.receive(self.handlers[server_fd], session_id, reactor_id, data)

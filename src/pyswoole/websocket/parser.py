@@ -31,7 +31,7 @@ from pyswoole.websocket.frames import (
 
 TEXT: Final = Opcode.TEXT
 BINARY: Final = Opcode.BINARY
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_Utf8Decoder: Final = codecs.getincrementaldecoder("utf-8")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -50,9 +50,9 @@ class Message:
         _set_compressed(self, compressed)
 
 
-_set_opcode = vars(Message)["opcode"].__set__
-_set_data = vars(Message)["data"].__set__
-_set_compressed = vars(Message)["compressed"].__set__
+_set_opcode: Final = vars(Message)["opcode"].__set__
+_set_data: Final = vars(Message)["data"].__set__
+_set_compressed: Final = vars(Message)["compressed"].__set__
 
 
 @dataclass(frozen=True, slots=True)

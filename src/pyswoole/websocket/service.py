@@ -13,7 +13,7 @@ it at once; Open runs only after the 101 response was sent; a refused upgrade cl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..http.response import ResponseSink
 from ..log import logger
@@ -21,8 +21,8 @@ from .frames import CloseFrame, Frame, Opcode, parse_close_payload
 from .handshake import Accepted, handshake
 from .session import Delivery, WebSocketSession, deflate_of, upgraded_flags
 
-OPCODE_MASK = 0xF
-FLAGS_SHIFT = 4
+OPCODE_MASK: Final = 0xF
+FLAGS_SHIFT: Final = 4
 
 if TYPE_CHECKING:
     from ..http.parser import RequestHead

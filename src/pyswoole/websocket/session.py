@@ -11,7 +11,7 @@ delivered; pings are answered automatically unless ``open_websocket_ping_frame``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from .deflate import PerMessageDeflate
 from .frames import COMPRESS, FIN, Opcode, close_payload, encode_frame, pack_close
@@ -20,10 +20,10 @@ from .parser import Close, FrameParser, Message, Ping, Pong, ProtocolError
 # The upgraded state of a session, as every process sees it (shared memory: the session table in BASE mode, the
 # connection table in PROCESS mode): established, and the agreed permessage-deflate's window, so that any process
 # can frame (and compress) a message for it.
-CLOSE_TIMEOUT = 3.0  # seconds a client has to answer the server's close frame before the connection is closed
-ESTABLISHED = 1
-DEFLATE = 2
-WINDOW_SHIFT = 4
+CLOSE_TIMEOUT: Final = 3.0  # seconds a client has to answer the server's close frame before the connection is closed
+ESTABLISHED: Final = 1
+DEFLATE: Final = 2
+WINDOW_SHIFT: Final = 4
 
 
 def upgraded_flags(deflate: PerMessageDeflate | None) -> int:
