@@ -45,6 +45,7 @@ COMPILED = [
     "src/pyswoole/hosting/proxy.py",
     "src/pyswoole/hosting/wsgi.py",
     "src/pyswoole/websocket/frames.py",
+    "src/pyswoole/websocket/handle.py",
     "src/pyswoole/websocket/parser.py",
     "src/pyswoole/websocket/session.py",
     "src/pyswoole/websocket/service.py",

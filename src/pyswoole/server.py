@@ -37,8 +37,8 @@ from .runtime.handle import ServerHandle, to_bytes
 from .runtime.process import Process
 from .websocket import frames as websocket_frames
 from .websocket.frames import CLOSE_NORMAL, FIN, Frame
+from .websocket.handle import WebSocketHandle
 from .websocket.service import WebSocketService
-from .websocket.session import deflate_of
 
 SERVER_EVENTS = (
     "start",
@@ -652,35 +652,13 @@ class HttpServer(Server):
             self.set(open_websocket_close_frame=True)
 
 
-class WebSocketServer(HttpServer):
+class WebSocketServer(HttpServer, WebSocketHandle):
     """An :class:`HttpServer` whose ports also accept the WebSocket upgrade: Open ``(server, request)`` once a
     client is upgraded, Message ``(server, frame)`` for each whole message, Close for every connection; plain HTTP
     requests still go to Request. :meth:`push` reaches any WebSocket session from any process of the server."""
 
     _EVENTS = _event_keys(SERVER_EVENTS + HTTP_EVENTS + WEBSOCKET_EVENTS)
     _SPEAKS = {"open_http_protocol": True, "open_websocket_protocol": True}
-
-    def push(self, fd: int, data: str | bytes | Frame, opcode: int | None = None, flags: int = FIN) -> bool:
-        """Send one message to WebSocket session ``fd``, from any worker, task worker or user process.
-
-        ``opcode=None`` sends TEXT for ``str`` and BINARY for ``bytes``; ``flags`` are Swoole's (``FIN``, and
-        ``COMPRESS`` to deflate it where the client agreed to permessage-deflate). False, with
-        ``get_last_error()`` set, for a closed session or one that is not (yet) a WebSocket.
-        """
-        rt = self._rt
-        if rt.foreign_thread():
-            return rt.in_loop_thread(self.push, fd, data, opcode, flags)
-        if not rt.started:
-            return self._fail(_NOT_RUNNING)
-        state = rt.factory.protocol_flags(fd)
-        if state <= 0:
-            return self._fail(ErrorCode.SESSION_NOT_EXIST if state < 0 else ErrorCode.WEBSOCKET_UNCONNECTED)
-        try:
-            frame = websocket_frames.message(data, opcode, flags, deflate_of(state))
-        except ValueError as exc:
-            logger.warning("push to session %d: %s", fd, exc)
-            return self._fail(ErrorCode.WEBSOCKET_PACK_FAILED)
-        return self.send(fd, frame)
 
     def disconnect(self, fd: int, code: int = CLOSE_NORMAL, reason: str = "") -> bool:
         """Close WebSocket session ``fd`` with a close frame (``code``, ``reason``), then the close handshake."""

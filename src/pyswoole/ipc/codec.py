@@ -61,19 +61,38 @@ class IpcError(Exception):
     """A datagram that is not a valid pyswoole IPC message (or chunk of one)."""
 
 
-# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, which made
-# construction ~4x slower (235 ns -> 1080 ns on CPython 3.11), and one Message is built per event.
-@dataclass(slots=True)
+# Not frozen, and the __init__ written out: one Message is built per event, a frozen dataclass's __init__ goes
+# through object.__setattr__ per field (~4x slower), and the compiled build runs a generated __init__ as
+# interpreted code.
+@dataclass(slots=True, init=False)
 class Message:
     """One logical IPC message; ``type`` is an ``EventType`` value."""
 
     type: int
-    fd: int = 0  # session id, or task id for TASK/FINISH/PIPE_MESSAGE
-    reactor_id: int = 0  # reactor id, or source worker id; int16, may be -1
-    server_fd: int = 0
-    ext_flags: int = 0
-    time: float = 0.0
-    data: bytes = b""
+    fd: int  # session id, or task id for TASK/FINISH/PIPE_MESSAGE
+    reactor_id: int  # reactor id, or source worker id; int16, may be -1
+    server_fd: int
+    ext_flags: int
+    time: float
+    data: bytes
+
+    def __init__(
+        self,
+        type: int,
+        fd: int = 0,
+        reactor_id: int = 0,
+        server_fd: int = 0,
+        ext_flags: int = 0,
+        time: float = 0.0,
+        data: bytes = b"",
+    ) -> None:
+        self.type = type
+        self.fd = fd
+        self.reactor_id = reactor_id
+        self.server_fd = server_fd
+        self.ext_flags = ext_flags
+        self.time = time
+        self.data = data
 
 
 def pack(event_type: int, fd: int, reactor_id: int, server_fd: int, time: float, data: bytes) -> bytes:

@@ -34,6 +34,35 @@ def to_bytes(data: Any) -> bytes:
     raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
 
 
+def send_bytes(rt: Runtime, fd: int, data: bytes) -> int:
+    """``send`` on the loop's thread of this process: 0 once the bytes are on their way, else Swoole's error code.
+    What else sends a session's bytes per message (``WebSocketServer.push``) comes here too."""
+    conn = rt.local_connections.get(fd)
+    if conn is not None and conn.writable and data:
+        # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
+        counters = cast("WorkerConnection", conn).counters  # a BASE worker's sessions are all its own kind
+        if not counters.pending:
+            counters.moved()
+        conn.last_send_time = counters.now
+        transport = conn.transport
+        assert transport is not None  # a writable connection has its transport
+        transport.write(data)
+        counters.response += 1
+        counters.send_bytes += len(data)
+        return 0
+    if not data:
+        return _NO_PAYLOAD
+    if not rt.started:
+        return _NOT_RUNNING
+    code = rt.factory.send(fd, data)
+    if code:
+        return code
+    sender = rt.worker
+    if sender is not None:
+        sender.count_send(len(data))
+    return 0
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class ServerHandle:
     _rt: Runtime
@@ -52,28 +81,8 @@ class ServerHandle:
         loop_thread = rt.loop_thread
         if loop_thread and _get_ident() != loop_thread:
             return bool(rt.in_loop_thread(self.send, fd, data))
-        conn = rt.local_connections.get(fd)
-        if conn is not None and conn.writable and type(data) is bytes and data:
-            # The hot path: BASE mode's local send, inlined; everything else goes through the factory.
-            counters = cast("WorkerConnection", conn).counters  # a BASE worker's sessions are all its own kind
-            if not counters.pending:
-                counters.moved()
-            conn.last_send_time = counters.now
-            transport = conn.transport
-            assert transport is not None  # a writable connection has its transport
-            transport.write(data)
-            counters.response += 1
-            counters.send_bytes += len(data)
-            return True
-        payload = data if type(data) is bytes else to_bytes(data)
-        if not payload:
-            return self._fail(_NO_PAYLOAD)
-        if not rt.started:
-            return self._fail(_NOT_RUNNING)
-        code = rt.factory.send(fd, payload)
+        code = send_bytes(rt, fd, data if type(data) is bytes else to_bytes(data))
         if code:
-            return self._fail(code)
-        sender = rt.worker
-        if sender is not None:
-            sender.count_send(len(payload))
+            rt.last_error = code
+            return False
         return True

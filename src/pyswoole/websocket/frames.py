@@ -17,14 +17,23 @@ from typing import Final
 from pyswoole.websocket._mask import apply_mask
 from pyswoole.websocket.deflate import PerMessageDeflate
 
+# The opcodes as plain ints, Swoole's WEBSOCKET_OPCODE_* (the per-message path compares with these: reading an
+# enum member is a class attribute lookup); ``Opcode`` is the same numbers as an enum for the application.
+OPCODE_CONTINUATION: Final = 0
+OPCODE_TEXT: Final = 1
+OPCODE_BINARY: Final = 2
+OPCODE_CLOSE: Final = 8
+OPCODE_PING: Final = 9
+OPCODE_PONG: Final = 10
+
 
 class Opcode(enum.IntEnum):
-    CONTINUATION = 0
-    TEXT = 1
-    BINARY = 2
-    CLOSE = 8
-    PING = 9
-    PONG = 10
+    CONTINUATION = OPCODE_CONTINUATION
+    TEXT = OPCODE_TEXT
+    BINARY = OPCODE_BINARY
+    CLOSE = OPCODE_CLOSE
+    PING = OPCODE_PING
+    PONG = OPCODE_PONG
 
 
 # Swoole's frame flags (swoole-src include/swoole_websocket.h): bits of ``Frame.flags`` and of the ``flags``
@@ -66,7 +75,9 @@ _pack_header_64: Final = struct.Struct("!BBQ").pack
 _CLOSE_CODE: Final = struct.Struct("!H")
 
 
-@dataclass(slots=True)
+# The __init__s are written out: one Frame is made per delivered message, and the compiled build runs a
+# dataclass's generated __init__ as interpreted code, through an argument tuple and dict.
+@dataclass(slots=True, init=False)
 class Frame:
     """One WebSocket message as the application sees it (Swoole's ``Swoole\\WebSocket\\Frame``).
 
@@ -75,21 +86,42 @@ class Frame:
     and hand it to ``push`` or ``pack``.
     """
 
-    fd: int = 0
-    data: str | bytes = ""
-    opcode: int = Opcode.TEXT
-    flags: int = FIN
-    finish: bool = True
+    fd: int
+    data: str | bytes
+    opcode: int
+    flags: int
+    finish: bool
+
+    def __init__(
+        self, fd: int = 0, data: str | bytes = "", opcode: int = Opcode.TEXT, flags: int = FIN, finish: bool = True
+    ) -> None:
+        self.fd = fd
+        self.data = data
+        self.opcode = opcode
+        self.flags = flags
+        self.finish = finish
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CloseFrame(Frame):
     """A close frame: ``code`` and ``reason`` read from (or written to) its payload; ``data`` is the raw payload."""
 
-    data: str | bytes = b""
-    opcode: int = Opcode.CLOSE
-    code: int = CLOSE_NORMAL
-    reason: str = ""
+    code: int
+    reason: str
+
+    def __init__(
+        self,
+        fd: int = 0,
+        data: str | bytes = b"",
+        opcode: int = Opcode.CLOSE,
+        flags: int = FIN,
+        finish: bool = True,
+        code: int = CLOSE_NORMAL,
+        reason: str = "",
+    ) -> None:
+        Frame.__init__(self, fd, data, opcode, flags, finish)  # not super(): slots=True makes a new class
+        self.code = code
+        self.reason = reason
 
 
 class InvalidClosePayload(ValueError):
@@ -199,7 +231,7 @@ def message(data: str | bytes | Frame, opcode: int | None, flags: int, deflate: 
     """A frame for ``push`` to one session: as ``pack``, but ``COMPRESS`` deflates with the window the session
     agreed to, and is dropped for a session that did not agree to permessage-deflate."""
     if flags == FIN and opcode is None and type(data) is str:  # the common push, kept short
-        return encode_frame(Opcode.TEXT, data.encode())
+        return encode_frame(OPCODE_TEXT, data.encode())
     if deflate is None:
         flags &= ~COMPRESS
     if isinstance(data, Frame):

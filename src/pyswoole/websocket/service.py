@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..http.response import ResponseSink
 from ..log import logger
-from .frames import CloseFrame, Frame, Opcode, parse_close_payload
+from .frames import OPCODE_CLOSE, OPCODE_TEXT, CloseFrame, Frame, Opcode, parse_close_payload
 from .handshake import Accepted, handshake
 from .session import Delivery, WebSocketSession, deflate_of, upgraded_flags
 
@@ -137,9 +137,9 @@ class WebSocketService:
     def deliver_packed(self, worker: EventWorker, session_id: int, ext_flags: int, data: bytes) -> None:
         """PROCESS mode: a message as ``pack_delivery`` sent it across from the reactor thread."""
         opcode, flags = ext_flags & OPCODE_MASK, ext_flags >> FLAGS_SHIFT
-        if opcode == Opcode.TEXT:
+        if opcode == OPCODE_TEXT:
             self.deliver(worker, session_id, Delivery(opcode, data.decode(), flags))
-        elif opcode == Opcode.CLOSE:
+        elif opcode == OPCODE_CLOSE:
             code, reason = parse_close_payload(data)  # checked by the reactor's parser already
             self.deliver(worker, session_id, Delivery(opcode, data, flags, code, reason))
         else:
@@ -148,7 +148,7 @@ class WebSocketService:
     def deliver(self, worker: EventWorker, session_id: int, message: Delivery) -> None:
         """A whole message for the Message callback."""
         frame: Frame
-        if message.opcode == Opcode.CLOSE:
+        if message.opcode == OPCODE_CLOSE:
             frame = CloseFrame(
                 session_id, message.data, Opcode.CLOSE, message.flags, True, message.code, message.reason
             )

@@ -11,10 +11,10 @@ delivered; pings are answered automatically unless ``open_websocket_ping_frame``
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
 from .deflate import PerMessageDeflate
-from .frames import COMPRESS, FIN, Opcode, close_payload, encode_frame, pack_close
+from .frames import COMPRESS, FIN, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, encode_frame, pack_close
 from .parser import Close, FrameParser, Message, Ping, Pong, ProtocolError
 
 # The upgraded state of a session, as every process sees it (shared memory: the session table in BASE mode, the
@@ -36,20 +36,28 @@ def deflate_of(flags: int) -> PerMessageDeflate | None:
     return PerMessageDeflate(flags >> WINDOW_SHIFT) if flags & DEFLATE else None
 
 
-class Delivery(NamedTuple):
+class Delivery:
     """A message for the Message callback: Swoole's frame fields (close frames carry code and reason)."""
 
-    opcode: int
-    data: str | bytes
-    flags: int
-    code: int = 0
-    reason: str = ""
+    __slots__ = ("opcode", "data", "flags", "code", "reason")
+
+    def __init__(self, opcode: int, data: str | bytes, flags: int, code: int = 0, reason: str = "") -> None:
+        self.opcode = opcode
+        self.data = data
+        self.flags = flags
+        self.code = code
+        self.reason = reason
 
 
-class Received(NamedTuple):
-    reply: bytes
-    messages: list[Delivery]
-    close: bool
+class Received:
+    """What one ``receive`` gives: bytes to write at once, the messages, and whether the connection then ends."""
+
+    __slots__ = ("reply", "messages", "close")
+
+    def __init__(self, reply: bytes, messages: list[Delivery], close: bool) -> None:
+        self.reply = reply
+        self.messages = messages
+        self.close = close
 
 
 class WebSocketSession:
@@ -82,17 +90,17 @@ class WebSocketSession:
                 messages.append(Delivery(message.opcode, message.data, FIN | COMPRESS if message.compressed else FIN))
             elif kind is Ping:
                 if self.deliver_ping:
-                    messages.append(Delivery(Opcode.PING, event.payload, FIN))  # type: ignore[union-attr]
+                    messages.append(Delivery(OPCODE_PING, event.payload, FIN))  # type: ignore[union-attr]
                 elif not self.close_sent:
-                    reply += encode_frame(Opcode.PONG, event.payload)  # type: ignore[union-attr]
+                    reply += encode_frame(OPCODE_PONG, event.payload)  # type: ignore[union-attr]
             elif kind is Pong:
                 if self.deliver_pong:
-                    messages.append(Delivery(Opcode.PONG, event.payload, FIN))  # type: ignore[union-attr]
+                    messages.append(Delivery(OPCODE_PONG, event.payload, FIN))  # type: ignore[union-attr]
             elif kind is Close:
                 code, reason = event.code, event.reason  # type: ignore[union-attr]
                 if self.deliver_close:
                     payload = close_payload(code, reason) if code != 1005 else b""
-                    messages.append(Delivery(Opcode.CLOSE, payload, FIN, code, reason))
+                    messages.append(Delivery(OPCODE_CLOSE, payload, FIN, code, reason))
                 if not self.close_sent:
                     self.close_sent = True
                     reply += pack_close(code)  # the client's code echoed (1005: an empty close frame)
