@@ -71,9 +71,10 @@ class Cluster:
     @classmethod
     def of(cls, rt: Any) -> Cluster:
         """The cluster object of a server's runtime (made on first use)."""
-        cluster = _CLUSTERS.get(rt)
+        # Kept by the user's server object: the runtime is a compiled class, which weak references cannot name.
+        cluster = _CLUSTERS.get(rt.server)
         if cluster is None:
-            cluster = _CLUSTERS[rt] = cls(rt)
+            cluster = _CLUSTERS[rt.server] = cls(rt)
         return cluster
 
     def __init__(self, rt: Any) -> None:

@@ -22,4 +22,4 @@ def connection_ends(rt: Runtime) -> bool:
     each connection after its response (``http.base_connection``); in PROCESS mode the reactor threads keep the
     connections across a reload."""
     worker = rt.worker
-    return rt.mode == Mode.BASE and worker is not None and worker.stopping
+    return worker is not None and worker.stopping and rt.mode == Mode.BASE  # per response: the usual False first

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import UNIX_TYPES, Mode
@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from ..runtime.worker import EventWorker
     from ..websocket.frames import Frame
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+# Dicts, as ASGI specifies them: typed so, the compiled build reads them with dict operations rather than generic
+# mapping calls (a message that is not a dict is refused with a TypeError).
+Scope = dict[str, Any]
+Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -69,6 +71,7 @@ class AsgiApp:
         # Set once lifespan startup is over: a request that comes earlier (the worker already listens, so that
         # startup code can use the server, task_co included) waits for it, and sees the state startup made.
         self._started = asyncio.Event()
+        self._ready = False  # _started is set (read per request: cheaper than Event.is_set())
 
     def _port(self, number: int) -> Port | None:
         return next((port for port in self.rt.ports if port.port == number), None)
@@ -114,6 +117,7 @@ class AsgiApp:
             await self._start_lifespan(worker)
         finally:
             self._started.set()
+            self._ready = True
 
     async def _start_lifespan(self, worker: EventWorker) -> None:
         if self.lifespan == "off":
@@ -211,27 +215,16 @@ class AsgiApp:
             "extensions": self.extensions,
         }
         exchange = _HttpExchange(self.rt, session_id, sink, answered, head.method == "HEAD", head.keep_alive,
-                                 head.version, self.drain_limit())  # fmt: skip
-        worker.serve_unit("ASGI application", self._run_http, (scope, body, exchange), _ignore)
+                                 head.version, self.drain_limit(), body)  # fmt: skip
+        # The coroutine reports its own failures (the exchange answers 500 or closes): nothing to hear back.
+        worker.serve_unit("ASGI application", self._run_http, (scope, exchange), None)
 
-    async def _run_http(self, scope: Scope, body: bytes, exchange: _HttpExchange) -> None:
-        pieces = [body[i : i + BODY_PIECE] for i in range(0, len(body), BODY_PIECE)] or [b""]
-        remaining = len(pieces)
-
-        async def receive() -> Message:
-            nonlocal remaining
-            if remaining:
-                index = len(pieces) - remaining
-                remaining -= 1
-                return {"type": "http.request", "body": pieces[index], "more_body": remaining > 0}
-            await exchange.disconnected()
-            return {"type": "http.disconnect"}
-
-        if not self._started.is_set():
+    async def _run_http(self, scope: Scope, exchange: _HttpExchange) -> None:
+        if not self._ready:
             await self._started.wait()
             scope["state"] = self.state.copy()
         try:
-            await self.app(scope, receive, exchange.send)
+            await self.app(scope, exchange.receive, exchange.send)
         except ClientDisconnected:
             # Raised by send() into the app: the client left (a closed tab, a cancelled download), the app is
             # not at fault, and there is nobody left to answer.
@@ -342,7 +335,8 @@ class _HttpExchange:
     """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
 
     __slots__ = ("rt", "session_id", "sink", "answered", "head_only", "keep_alive", "version", "drain_limit",
-                 "started", "ended", "gone", "chunked", "status", "headers", "length", "declared", "_head")  # fmt: skip
+                 "started", "ended", "gone", "chunked", "status", "headers", "length", "declared", "_head", "_body",
+                 "_offset")  # fmt: skip
 
     def __init__(
         self,
@@ -354,6 +348,7 @@ class _HttpExchange:
         keep_alive: bool,
         version: str,
         drain_limit: int,
+        body: bytes,
     ) -> None:
         self.rt = rt
         self.session_id = session_id
@@ -372,6 +367,19 @@ class _HttpExchange:
         self.length = 0  # body bytes sent
         self.declared: int | None = None  # the application's Content-Length
         self._head: list[bytes] = []  # the head's lines, sent with the first body
+        self._body = body  # the whole request body, handed to receive() in pieces of BODY_PIECE
+        self._offset = -1  # where the next piece starts; -1: no http.request given yet
+
+    async def receive(self) -> Message:
+        offset = self._offset
+        body = self._body
+        if offset < len(body):  # the first call always gives one http.request, empty for an empty body
+            start = max(offset, 0)
+            end = start + BODY_PIECE
+            self._offset = end
+            return {"type": "http.request", "body": body[start:end], "more_body": end < len(body)}
+        await self.disconnected()
+        return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -387,7 +395,7 @@ class _HttpExchange:
         elif kind == "http.response.body":
             if not self.started:
                 raise RuntimeError("http.response.body before http.response.start")
-            await self._body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
+            await self._send_body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
         elif kind == "http.response.pathsend":
             if not self.started:
                 raise RuntimeError("http.response.pathsend before http.response.start")
@@ -401,15 +409,16 @@ class _HttpExchange:
         lines = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
         self.chunked = True  # unless the application gives the length
         has_date = has_server = False
-        for name, value in headers:
+        for raw_name, raw_value in headers:
+            name, value = bytes(raw_name), bytes(raw_value)  # no copy for bytes, as ASGI gives them
             if breaks_the_line(name, value):
-                raise RuntimeError(f"header {bytes(name)!r} holds CR, LF or NUL")
-            lower = bytes(name).lower()
+                raise RuntimeError(f"header {name!r} holds CR, LF or NUL")
+            lower = name.lower()
             if lower == b"content-length":
                 self.chunked = False
                 self.declared = int(value)
             elif lower == b"connection":
-                if b"close" in bytes(value).lower():
+                if b"close" in value.lower():
                     self.keep_alive = False
                 continue
             elif lower == b"transfer-encoding":
@@ -418,7 +427,7 @@ class _HttpExchange:
                 has_date = True
             elif lower == b"server":
                 has_server = True
-            lines.append(bytes(name) + b": " + bytes(value) + b"\r\n")
+            lines += (name, b": ", value, b"\r\n")  # joined once, with the whole head
         if not has_server:
             lines.append(SERVER_LINE)
         if not has_date:
@@ -448,7 +457,7 @@ class _HttpExchange:
         self._head = []
         return head
 
-    async def _body(self, body: bytes, more: bool) -> None:
+    async def _send_body(self, body: bytes, more: bool) -> None:
         no_body = self.head_only or self.status in (204, 304) or self.status < 200
         if not no_body and self.declared is not None and self.length + len(body) > self.declared:
             # More than the Content-Length would be read by the client as the next response.
@@ -615,7 +624,3 @@ def _cancelled(exc: BaseException) -> bool:
     raised by itself."""
     task = asyncio.current_task()
     return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
-
-
-def _ignore(error: Exception | None, result: Any) -> None:
-    """The exchange reports its own failures (see ``AsgiApp._run_http``)."""

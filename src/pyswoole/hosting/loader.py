@@ -131,13 +131,15 @@ class AsgiEntry:
         self.wrap = wrap
         self._app: Any = None
 
-    async def __call__(
+    def __call__(
         self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-    ) -> None:
+    ) -> Awaitable[None]:
+        # Not a coroutine itself: the server awaits the application's own, one layer less per request.
         app = self._app
         if app is None:
             app = self._app = self.wrap(self.imported.get())
-        await app(scope, receive, send)
+        result: Awaitable[None] = app(scope, receive, send)
+        return result
 
 
 class WsgiEntry:

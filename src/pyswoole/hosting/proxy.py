@@ -86,9 +86,10 @@ class ProxyHeadersAsgi:
         self.app = app
         self.trusted = trusted
 
-    async def __call__(
+    def __call__(
         self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-    ) -> None:
+    ) -> Awaitable[None]:
+        # Not a coroutine itself: the scope is rewritten now, and the server awaits the application's coroutine.
         kind = scope["type"]
         if kind in ("http", "websocket"):
             client = scope.get("client")
@@ -108,7 +109,8 @@ class ProxyHeadersAsgi:
                     host = self.trusted.client_of(",".join(forwarded_for))
                     if host is not None:
                         scope["client"] = (host, 0)
-        await self.app(scope, receive, send)
+        result: Awaitable[None] = self.app(scope, receive, send)
+        return result
 
 
 class ProxyHeadersWsgi:

@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ..http.headers import CONNECTION_LINES, SERVER_LINE, STATUS_LINES, breaks_the_line, date_line
+from ..http.headers import (
+    CONNECTION_LINES,
+    PERCENT,
+    SERVER_LINE,
+    STATUS_LINES,
+    UNDERSCORE,
+    breaks_the_line,
+    date_line,
+)
 from ..log import NOTICE, logger
 from . import ClientDisconnected, connection_ends
 
@@ -64,13 +72,13 @@ class WsgiApp:
     ) -> None:
         environ = self.environ(head, body, remote_addr, remote_port, server_port, scheme)
         exchange = _WsgiExchange(self.rt, sink, answered, head.method == "HEAD", head.keep_alive, head.version)
-        worker.serve_unit("WSGI application", self._run, (environ, exchange), _ignore)
+        worker.serve_unit("WSGI application", self._run, (environ, exchange), None)
 
     def environ(
         self, head: RequestHead, body: bytes, remote_addr: str, remote_port: int, server_port: int, scheme: str
     ) -> dict[str, Any]:
         # PEP 3333: the path's bytes as latin-1 text, whatever they are (not UTF-8 decoded, nothing replaced).
-        path = (unquote_to_bytes(head.path) if b"%" in head.path else head.path).decode("latin-1")
+        path = (unquote_to_bytes(head.path) if PERCENT in head.path else head.path).decode("latin-1")
         root = self.root_path.encode("utf-8").decode("latin-1")
         if root and (path == root or path.startswith(root + "/")):
             path = path[len(root) :]
@@ -97,7 +105,7 @@ class WsgiApp:
             "CONTENT_LENGTH": str(len(body)) if body else "",
         }
         for name, value in head.headers:
-            if b"_" in name:
+            if UNDERSCORE in name:
                 continue  # see the module's docstring
             key = name.decode("latin-1").upper().replace("-", "_")
             text = value.decode("latin-1")
@@ -333,7 +341,3 @@ class _LogStream:
 
     def flush(self) -> None:
         sys.stderr.flush()
-
-
-def _ignore(error: Exception | None, result: Any) -> None:
-    """The exchange reports its own failures (see ``WsgiApp._run``)."""

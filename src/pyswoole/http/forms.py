@@ -20,6 +20,8 @@ from urllib.parse import unquote_to_bytes
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from .headers import PERCENT, PLUS
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
@@ -43,7 +45,7 @@ class MalformedForm(ValueError):
 
 def decode(text: bytes) -> str:
     """Percent-decode ``text`` (``+`` is a space) and read it as UTF-8."""
-    if b"%" in text or b"+" in text:
+    if PERCENT in text or PLUS in text:
         text = unquote_to_bytes(text.replace(b"+", b" "))
     return text.decode("utf-8", "replace")
 

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import re
 import time
 from email.utils import formatdate
 from typing import Final
 from urllib.parse import quote_plus
 
+# Single bytes to look for in a bytes value, as ints: ``PERCENT in path`` is a memchr, while ``b"%" in path``
+# first tries the needle as an int inside CPython, raising and clearing a TypeError each time (~20x the cost).
+NUL: Final = 0x00
+LF: Final = 0x0A
+CR: Final = 0x0D
+HASH: Final = 0x23
+PERCENT: Final = 0x25
+PLUS: Final = 0x2B
+BACKSLASH: Final = 0x5C
+UNDERSCORE: Final = 0x5F
 SERVER_LINE: Final = b"Server: pyswoole\r\n"
 HEADER_FORBIDDEN: Final = frozenset("\r\n\0")  # in a header value
 NAME_FORBIDDEN: Final = frozenset(' \t\r\n\0:;,"()<>@[]{}/?=\\')  # in a header name (a token)
-_LINE_BREAKERS: Final = re.compile(rb"[\r\n\x00]")
 CONNECTION_LINES: Final = {True: b"Connection: keep-alive\r\n", False: b"Connection: close\r\n"}
 DEFAULT_CONTENT_TYPE_LINE: Final = b"Content-Type: text/html\r\n"
 
@@ -251,4 +259,4 @@ def error_response(status: int) -> bytes:
 def breaks_the_line(name: bytes, value: bytes) -> bool:
     """Whether a header an application gave could end its line early (CR, LF or NUL) and so inject another
     header, or a whole response."""
-    return _LINE_BREAKERS.search(name) is not None or _LINE_BREAKERS.search(value) is not None
+    return CR in name or LF in name or NUL in name or CR in value or LF in value or NUL in value

@@ -27,6 +27,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from .headers import HASH, PERCENT
+
 
 class RequestHead(NamedTuple):
     """A request's line and header section.
@@ -446,14 +448,14 @@ def malformed_status(head: bytes) -> int:
 
 def decode_path(path: bytes) -> str:
     """A request path percent-decoded (``+`` stays a plus: it is a plain character in a path)."""
-    if b"%" in path:
+    if PERCENT in path:
         path = unquote_to_bytes(path)
     return path.decode("utf-8", "replace")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """The path and the query of a request-target in any form (origin, absolute, authority, asterisk)."""
-    if b"#" in target:  # a fragment is never meant for the server
+    if HASH in target:  # a fragment is never meant for the server
         target = target.partition(b"#")[0]
     path, _, query = target.partition(b"?")
     if path[:1] != b"/" and b"://" in path:  # absolute form: drop scheme and authority

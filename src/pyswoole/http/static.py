@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
-from .headers import build_head, http_date, media_type
+from .headers import BACKSLASH, NUL, PERCENT, build_head, http_date, media_type
 
 UNSAFE_ENCODED = (b"%2f", b"%5c", b"%00")  # separators and NUL, lower-cased
 UNSATISFIABLE = (-1, 0)  # byte_range's answer for a range that starts past the end
@@ -94,14 +94,14 @@ class StaticFiles:
     @staticmethod
     def _decode(path: bytes) -> bytes | None:
         """The path percent-decoded once, or None when it is not a safe static path."""
-        if path[:1] != b"/" or b"\0" in path or b"\\" in path:
+        if path[:1] != b"/" or NUL in path or BACKSLASH in path:
             return None
-        if b"%" in path:
+        if PERCENT in path:
             lowered = path.lower()
             if any(encoded in lowered for encoded in UNSAFE_ENCODED):
                 return None
             path = unquote_to_bytes(path)
-            if b"%" in path or b"\0" in path or b"\\" in path:  # double encoding, or what it decoded to
+            if PERCENT in path or NUL in path or BACKSLASH in path:  # double encoding, or what it decoded to
                 return None
         if b".." in path.split(b"/"):
             return None

@@ -6,17 +6,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from ..log import logger
 
 Then = Callable[[Any], None]
+
+_COROUTINE_TYPES: Final[set[type]] = set()  # the types asyncio.iscoroutine said yes to
+
+
+def is_coroutine(value: object) -> bool:
+    """``asyncio.iscoroutine``, with its answer cached per type in compiled code (asyncio's own cache is read by
+    interpreted code, once per request on the hot path)."""
+    kind = type(value)
+    if kind in _COROUTINE_TYPES:
+        return True
+    if asyncio.iscoroutine(value):
+        _COROUTINE_TYPES.add(kind)
+        return True
+    return False
 
 
 class CallbackRunner:
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
         self.tasks: set[asyncio.Task[Any]] = set()  # coroutines in flight (a graceful stop waits for them)
+        self._then: dict[asyncio.Task[Any], Then] = {}  # what to call when a task is over, for those that have one
 
     def call(self, callback: Callable[..., Any], args: tuple[Any, ...], then: Then | None = None) -> bool:
         """Call a callback; True if it ran (or its coroutine was started) without raising."""
@@ -27,7 +42,7 @@ class CallbackRunner:
             result, ok = None, False
         else:
             ok = True
-        if result is not None and asyncio.iscoroutine(result):  # None (most callbacks): no ABC check
+        if result is not None and is_coroutine(result):  # None (most callbacks): no type check
             if self.loop is not None:
                 self.spawn(result, then)
                 return ok
@@ -42,21 +57,23 @@ class CallbackRunner:
         """Run a coroutine as a task of the loop; log what it raises; ``then(its result)`` when it is over."""
         task = self.loop.create_task(coroutine)  # type: ignore[union-attr]
         self.tasks.add(task)
+        if then is not None:
+            self._then[task] = then
+        task.add_done_callback(self._task_done)  # one bound method for every task: no closure per task
 
-        def done(task: asyncio.Task[Any]) -> None:
-            self.tasks.discard(task)
-            value = None
-            if not task.cancelled():
-                exc = task.exception()
-                if exc is not None:
-                    logger.error(
-                        "callback %s failed",
-                        getattr(coroutine, "__qualname__", coroutine),
-                        exc_info=(type(exc), exc, exc.__traceback__),
-                    )
-                else:
-                    value = task.result()
-            if then is not None:
-                then(value)
-
-        task.add_done_callback(done)
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        then = self._then.pop(task, None) if self._then else None
+        value = None
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                logger.error(
+                    "callback %s failed",
+                    getattr(task.get_coro(), "__qualname__", task.get_coro()),
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+            else:
+                value = task.result()
+        if then is not None:
+            then(value)

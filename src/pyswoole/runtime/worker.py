@@ -31,7 +31,7 @@ from ..ipc.shm import Conn, ExitCause, Global, Slot, SlotCounters
 from ..log import logger
 from ..port import Port, PortHandlers
 from . import stats
-from .callbacks import CallbackRunner
+from .callbacks import CallbackRunner, is_coroutine
 from .connection import Connection, adopt, expired_connections
 from .loop import run_until_complete
 from .stats import resident_memory
@@ -360,11 +360,12 @@ class EventWorker:
         what: str,
         callback: Callable[..., Any],
         args: tuple[Any, ...],
-        done: Callable[[Exception | None, Any], None],
+        done: Callable[[Exception | None, Any], None] | None,
     ) -> None:
         """Run a protocol room's callback for one unit of work (an HTTP request, a WebSocket message) as Receive
         runs: counted in the request stats, the worker busy meanwhile, recycled at max_request; a coroutine runs
-        as a task. ``done(error, result)`` follows when it is over: what it raised (logged here), or returned."""
+        as a task. ``done(error, result)`` follows when it is over: what it raised (logged here), or returned;
+        None when nobody waits for that."""
         counters = self.counters
         if not counters.pending:
             counters.moved()
@@ -375,12 +376,13 @@ class EventWorker:
         except Exception as exc:
             counters.failed += 1
             logger.exception("%s callback failed", what)
-            done(exc, None)
+            if done is not None:
+                done(exc, None)
         else:
             counters.request += 1
-            if result is not None and asyncio.iscoroutine(result):  # None (most callbacks): no ABC check
-                self.spawn(_finish_unit(what, result, done))
-            else:
+            if result is not None and is_coroutine(result):  # None (most callbacks): no type check
+                self.spawn(_finish_unit(what, result, done) if done is not None else result)
+            elif done is not None:
                 done(None, result)
         slot[_STATUS] = _IDLE
         if self.request_limit:

@@ -154,7 +154,7 @@ class WebSocketService:
             )
         else:
             frame = Frame(session_id, message.data, message.opcode, message.flags, True)
-        worker.serve_unit("Message", self.rt.callbacks["message"], (self.rt.server, frame), _nothing)
+        worker.serve_unit("Message", self.rt.callbacks["message"], (self.rt.server, frame), None)
 
 
 def pack_delivery(message: Delivery) -> tuple[int, bytes]:
@@ -162,7 +162,3 @@ def pack_delivery(message: Delivery) -> tuple[int, bytes]:
     data = message.data
     payload = data.encode() if isinstance(data, str) else data
     return message.opcode | message.flags << FLAGS_SHIFT, payload
-
-
-def _nothing(error: Exception | None, result: Any) -> None:
-    pass
