@@ -8,6 +8,7 @@ import importlib
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 from pyswoole.compiled import ENV, is_compiled, pure_python_asked
@@ -52,3 +53,31 @@ def test_without_pure_python_the_response_module_is_compiled() -> None:
     env = {key: value for key, value in os.environ.items() if key != ENV}
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
+
+
+def test_the_per_package_calls_of_the_facade_come_from_the_compiled_handles() -> None:
+    from pyswoole import Server, WebSocketServer
+    from pyswoole.runtime.handle import ServerHandle
+    from pyswoole.websocket.handle import WebSocketHandle
+
+    assert Server.send is ServerHandle.send
+    assert WebSocketServer.push is WebSocketHandle.push
+    for handle in (ServerHandle, WebSocketHandle):
+        assert is_compiled(sys.modules[handle.__module__]) is not pure_python_asked()
+
+
+def test_a_subclass_of_a_server_still_overrides_sets_attributes_and_is_weakly_referenced() -> None:
+    from pyswoole import WebSocketServer
+
+    class Mine(WebSocketServer):
+        def send(self, fd: int, data: bytes | str, server_socket: int = -1) -> bool:
+            self.sent.append((fd, data))
+            return True
+
+    server = Mine("127.0.0.1", 0)
+    server.sent = []
+    assert server.send(7, b"x") is True
+    assert server.sent == [(7, b"x")]
+    assert weakref.ref(server)() is server
+    assert server.push(7, "hello") is False  # not started: push fails with its code, not by the override
+    assert server.get_last_error() != 0

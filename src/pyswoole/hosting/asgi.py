@@ -216,8 +216,7 @@ class AsgiApp:
         }
         exchange = _HttpExchange(self.rt, session_id, sink, answered, head.method == "HEAD", head.keep_alive,
                                  head.version, self.drain_limit(), body)  # fmt: skip
-        # The coroutine reports its own failures (the exchange answers 500 or closes): nothing to hear back.
-        worker.serve_unit("ASGI application", self._run_http, (scope, exchange), None)
+        worker.serve_coroutine(self._run_http(scope, exchange))  # it reports its own failures: 500, or a close
 
     async def _run_http(self, scope: Scope, exchange: _HttpExchange) -> None:
         if not self._ready:

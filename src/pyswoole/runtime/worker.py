@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -385,6 +385,17 @@ class EventWorker:
             elif done is not None:
                 done(None, result)
         slot[_STATUS] = _IDLE
+        if self.request_limit:
+            self.check_request_limit()
+
+    def serve_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """``serve_unit`` for a unit that is a coroutine already and reports its own failures (an ASGI request):
+        counted, run as a task, recycled at max_request. The worker is never busy for it (it only waits)."""
+        counters = self.counters
+        if not counters.pending:
+            counters.moved()
+        counters.request += 1
+        self.runner.spawn(coroutine)
         if self.request_limit:
             self.check_request_limit()
 
