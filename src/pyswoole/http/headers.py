@@ -111,18 +111,28 @@ def status_line(code: int, reason: str | None = None) -> bytes:
     return f"HTTP/1.1 {code} {reason}\r\n".encode()
 
 
-_date_second = -1
-_date_line = b""
+class _DateLine:
+    """The Date line of the current second (an object's fields: module globals are dict entries to compiled
+    code, and this runs per response)."""
+
+    __slots__ = ("second", "line")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = b""
+
+
+_DATE: Final = _DateLine()
 
 
 def date_line() -> bytes:
     """``Date: <now as an HTTP date>\\r\\n``, formatted once a second."""
-    global _date_second, _date_line
     now = int(time.time())
-    if now != _date_second:
-        _date_line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        _date_second = now
-    return _date_line
+    cache = _DATE
+    if now != cache.second:
+        cache.line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        cache.second = now
+    return cache.line
 
 
 def http_date(timestamp: float) -> str:
