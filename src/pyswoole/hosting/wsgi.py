@@ -154,7 +154,8 @@ class WsgiApp:
             logger.exception("WSGI application failed (%s %s)", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             exchange.fail()
         finally:
-            close = getattr(result, "close", None)
+            # A list (the usual result) has no close(): asking getattr() would raise and clear an AttributeError.
+            close = None if type(result) is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
