@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..constants import ErrorCode, EventType
 from ..ipc import codec
-from ..ipc.shm import Slot, count_http_status
+from ..ipc.shm import count_http_status
 from ..log import logger
 from ..runtime.worker import WorkerConnection
 from ..websocket.frames import parse_close_payload
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now: Final = time.time
-_RECV_BYTES: Final = Slot.RECV_BYTES
-_DISPATCH: Final = Slot.DISPATCH
-_RESPONSE: Final = Slot.RESPONSE
-_SEND_BYTES: Final = Slot.SEND_BYTES
 _RESPONSE_END: Final = int(EventType.HTTP_RESPONSE_END)
 STOP_GRACE: Final = 1.0  # seconds an idle keep-alive connection of a stopping worker waits for one more request
 _NONE_UNREAD: Final = bytes(4)  # FIONREAD's int when the socket holds nothing unread

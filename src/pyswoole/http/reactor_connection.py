@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..constants import EventType
 from ..ipc import codec
-from ..ipc.shm import Conn, Slot, count_http_status
+from ..ipc.shm import Conn, count_http_status
 from ..log import logger
 from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from .service import HttpService
 
 _now: Final = time.time
-_RECV_BYTES: Final = Slot.RECV_BYTES
-_DISPATCH: Final = Slot.DISPATCH
 _HTTP_REQUEST: Final = int(EventType.HTTP_REQUEST)
 _RESPONSE_END: Final = int(EventType.HTTP_RESPONSE_END)
 _WEBSOCKET_MESSAGE: Final = int(EventType.WEBSOCKET_MESSAGE)

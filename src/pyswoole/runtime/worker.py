@@ -45,13 +45,7 @@ if TYPE_CHECKING:
 # Plain ints: the hot path compares and indexes with them, and enum members cost several times more.
 _BUSY: Final = int(WorkerStatus.BUSY)
 _IDLE: Final = int(WorkerStatus.IDLE)
-_REQUEST: Final = Slot.REQUEST
-_FAILED: Final = Slot.FAILED
-_RECV_BYTES: Final = Slot.RECV_BYTES
 _STATUS: Final = Slot.STATUS
-_DISPATCH: Final = Slot.DISPATCH
-_RESPONSE: Final = Slot.RESPONSE
-_SEND_BYTES: Final = Slot.SEND_BYTES
 _CONN_SIZE: Final = Conn.SIZE
 _SESSION_ID: Final = Conn.SESSION_ID
 _RECV_DONE_BYTES: Final = Conn.RECV_DONE_BYTES
