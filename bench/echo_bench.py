@@ -67,14 +67,20 @@ class ServerConfig:
 CONFIGS: tuple[ServerConfig, ...] = (
     ServerConfig("uvloop 1 proc", "uvloop_echo.py", ("--workers", "1")),
     ServerConfig(
-        "BASE 1 worker", "pyswoole_echo.py", ("--mode", "base", "--workers", "1"), baseline="uvloop 1 proc", target=0.85
+        "BASE 1 worker", "pyswoole_echo.py", ("--mode", "base", "--workers", "1"), baseline="uvloop 1 proc", target=0.95
     ),
     ServerConfig(
         "PROCESS 1 worker / 1 reactor",
         "pyswoole_echo.py",
         ("--mode", "process", "--workers", "1", "--reactors", "1"),
         baseline="BASE 1 worker",
-        target=0.5,
+        target=0.65,
+    ),
+    ServerConfig(
+        "PROCESS 1 worker / 1 reactor, open_cpu_affinity",
+        "pyswoole_echo.py",
+        ("--mode", "process", "--workers", "1", "--reactors", "1", "--affinity"),
+        baseline="BASE 1 worker",
     ),
     ServerConfig(
         "PROCESS 2 workers / 1 reactor",
@@ -102,12 +108,31 @@ CONFIGS: tuple[ServerConfig, ...] = (
         baseline="PROCESS 1 worker / 1 reactor",
         target=0.85,
     ),
+    # The C floor of the two modes (c_echo.c): what the process model itself costs here, without Python.
+    ServerConfig("C BASE (floor)", "c_echo.py", ("--mode", "base"), baseline="uvloop 1 proc"),
+    ServerConfig("C PROCESS 1 worker (floor)", "c_echo.py", ("--mode", "process"), baseline="C BASE (floor)"),
+    ServerConfig(
+        "C PROCESS 2 workers / 1 reactor (floor)",
+        "c_echo.py",
+        ("--mode", "process", "--workers", "2", "--reactors", "1"),
+        baseline="C BASE (floor)",
+    ),
+    ServerConfig(
+        "C PROCESS 2 workers / 2 reactors (floor)",
+        "c_echo.py",
+        ("--mode", "process", "--workers", "2", "--reactors", "2"),
+        baseline="C BASE (floor)",
+    ),
     ServerConfig("uvloop 2 procs", "uvloop_echo.py", ("--workers", "2")),
     ServerConfig("BASE 2 workers", "pyswoole_echo.py", ("--mode", "base", "--workers", "2"), baseline="uvloop 2 procs"),
 )
 
 
+# Issue 16's: a second reactor thread must pay (the C floor's rows show what the machine allows).
+TARGETS = (harness.Target("PROCESS 2 workers / 2 reactors", "PROCESS 2 workers / 1 reactor", 1.1),)
+
 harness.check_configs(CONFIGS)
+harness.check_targets(CONFIGS, TARGETS)
 
 
 @dataclass(frozen=True)
@@ -360,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         json_path=args.json,
         stopped="servers",
+        targets=TARGETS,
         heading=(
             f"\nEcho, {load.conns} connections x {load.size} B ping-pong, {load.duration} s per run, "
             f"median of {args.repeat} repetitions; ratio = median of per-repetition rps ratios (min-max)\n"

@@ -454,6 +454,7 @@ class Summary:
     p99_us: float | None = None
     errors: int = 0
     cpu: float | None = None
+    cpu_us_each: float | None = None  # server CPU per request/round trip/message, in microseconds
     ratio: float | None = None
     ratio_min: float | None = None
     ratio_max: float | None = None
@@ -483,6 +484,12 @@ def paired_ratios(results: Sequence[Any], metric: Metric, row: str, versus: str)
     ]
 
 
+def cpu_us_each(result: Any, metric: Metric) -> float | None:
+    """The server's CPU per unit of the rate (a request, a round trip), in microseconds: cores / rate."""
+    cpu, rate = getattr(result, metric.cpu), getattr(result, metric.rate)
+    return cpu / rate * 1e6 if cpu is not None and rate else None
+
+
 def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) -> list[Summary]:
     def rate(result: Any) -> float | None:
         value: float | None = getattr(result, metric.rate)
@@ -502,6 +509,7 @@ def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) ->
             p99_us=median_or_none([r.p99_us for r in good]),
             errors=sum(r.errors or 0 for r in good),
             cpu=median_or_none([getattr(r, metric.cpu) for r in good]),
+            cpu_us_each=median_or_none([cpu_us_each(r, metric) for r in good]),
             failures=[r.failure for r in mine if r.failure],
         )
         if config.baseline:
@@ -518,8 +526,9 @@ def summarize(configs: Sequence[Row], results: Sequence[Any], metric: Metric) ->
 
 def markdown_table(summaries: list[Summary], metric: Metric) -> str:
     lines = [
-        f"| config | {metric.rate_label} | p50_us | p99_us | errors | {metric.cpu} | vs baseline {metric.rate_label} |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| config | {metric.rate_label} | p50_us | p99_us | errors | {metric.cpu} | cpu_us_each "
+        f"| vs baseline {metric.rate_label} |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def us(value: float | None) -> str:
@@ -527,7 +536,7 @@ def markdown_table(summaries: list[Summary], metric: Metric) -> str:
 
     for s in summaries:
         if s.rate is None:
-            lines.append(f"| {s.config} | failed | | | | | |")
+            lines.append(f"| {s.config} | failed | | | | | | |")
             continue
         if s.baseline is None:
             versus = "1.00x (baseline)"
@@ -537,7 +546,8 @@ def markdown_table(summaries: list[Summary], metric: Metric) -> str:
             versus = f"**{s.ratio:.2f}x** ({s.ratio_min:.2f}-{s.ratio_max:.2f}) of {s.baseline}"
         cpu = "" if s.cpu is None else f"{s.cpu:.2f}"
         lines.append(
-            f"| {s.config} | {s.rate:,.0f} | {us(s.p50_us)} | {us(s.p99_us)} | {s.errors} | {cpu} | {versus} |"
+            f"| {s.config} | {s.rate:,.0f} | {us(s.p50_us)} | {us(s.p99_us)} | {s.errors} | {cpu} "
+            f"| {us(s.cpu_us_each)} | {versus} |"
         )
     return "\n".join(lines)
 

@@ -34,8 +34,9 @@ def main() -> int:
         metavar="SIZE",
         help="length framing: package_length_func cuts SIZE-byte packages (echoload's -s)",
     )
+    parser.add_argument("--affinity", action="store_true", help="open_cpu_affinity (Swoole's CPU binding)")
     args = parser.parse_args()
-    settings = {"worker_num": args.workers, "log_level": LOG_LEVEL_WARNING}
+    settings = {"worker_num": args.workers, "log_level": LOG_LEVEL_WARNING, "open_cpu_affinity": args.affinity}
     if args.framed:
         # echoload's messages carry no header, so the length comes from a length function: the framing
         # layer still buffers and cuts every read, and calls Python per package (its costliest kind).

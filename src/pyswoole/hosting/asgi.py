@@ -67,6 +67,7 @@ class AsgiApp:
         self._sessions: dict[int, _WebSocketSession] = {}  # this worker's WebSocket sessions, by fd
         self._servers: dict[int, tuple[str, int | None]] = {}  # scope["server"] by port number
         self._drain_limit = 0  # see drain_limit
+        self._finished: asyncio.Future[None] | None = None  # what every send() that waits for nothing returns
         self.extensions = {"http.response.pathsend": {}, "pyswoole": {"server": rt.server}}
         # Set once lifespan startup is over: a request that comes earlier (the worker already listens, so that
         # startup code can use the server, task_co included) waits for it, and sees the state startup made.
@@ -214,8 +215,12 @@ class AsgiApp:
             "state": self.state.copy(),
             "extensions": self.extensions,
         }
+        finished = self._finished
+        if finished is None:  # made in the worker's loop, at its first request
+            finished = self._finished = asyncio.get_running_loop().create_future()
+            finished.set_result(None)
         exchange = _HttpExchange(self.rt, session_id, sink, answered, head.method == "HEAD", head.keep_alive,
-                                 head.version, self.drain_limit(), body)  # fmt: skip
+                                 head.version, self.drain_limit(), body, finished)  # fmt: skip
         worker.serve_coroutine(self._run_http(scope, exchange))  # it reports its own failures: 500, or a close
 
     async def _run_http(self, scope: Scope, exchange: _HttpExchange) -> None:
@@ -334,8 +339,8 @@ class _HttpExchange:
     """One HTTP request's response side: ASGI's ``send`` turned into bytes for the connection's sink."""
 
     __slots__ = ("rt", "session_id", "sink", "answered", "head_only", "keep_alive", "version", "drain_limit",
-                 "started", "ended", "gone", "chunked", "status", "headers", "length", "declared", "_head", "_body",
-                 "_offset")  # fmt: skip
+                 "started", "ended", "gone", "chunked", "status", "headers", "length", "declared", "finished", "_head",
+                 "_body", "_offset")  # fmt: skip
 
     def __init__(
         self,
@@ -348,6 +353,7 @@ class _HttpExchange:
         version: str,
         drain_limit: int,
         body: bytes,
+        finished: Awaitable[None],
     ) -> None:
         self.rt = rt
         self.session_id = session_id
@@ -365,6 +371,7 @@ class _HttpExchange:
         self.headers: Any = ()  # as the application gave them, for the access log
         self.length = 0  # body bytes sent
         self.declared: int | None = None  # the application's Content-Length
+        self.finished = finished  # a finished future: what send() returns when there is nothing to wait for
         self._head: list[bytes] = []  # the head's lines, sent with the first body
         self._body = body  # the whole request body, handed to receive() in pieces of BODY_PIECE
         self._offset = -1  # where the next piece starts; -1: no http.request given yet
@@ -380,7 +387,10 @@ class _HttpExchange:
         await self.disconnected()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """ASGI's ``send``. Not a coroutine: the message is acted on at the call, and what is awaited is the
+        worker's finished future (no coroutine object per message, as granian's Rust ``send``), or the wait
+        for the client to take a streaming body. A refused message raises at the call, before any await."""
         kind = message["type"]
         if self.gone:
             raise ClientDisconnected("the client went away")
@@ -395,13 +405,15 @@ class _HttpExchange:
         elif kind == "http.response.body":
             if not self.started:
                 raise RuntimeError("http.response.body before http.response.start")
-            await self._send_body(as_bytes(message.get("body", b"")), bool(message.get("more_body", False)))
+            if self._send_body(as_bytes(message.get("body", b"")), bool(message.get("more_body", False))):
+                return self._drain()
         elif kind == "http.response.pathsend":
             if not self.started:
                 raise RuntimeError("http.response.pathsend before http.response.start")
             self._pathsend(os.fspath(message["path"]))
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+        return self.finished
 
     def _start(self, status: int, headers: Any) -> None:
         self.status = status
@@ -457,7 +469,8 @@ class _HttpExchange:
         self._head = []
         return head
 
-    async def _send_body(self, body: bytes, more: bool) -> None:
+    def _send_body(self, body: bytes, more: bool) -> bool:
+        """Write a body piece; whether the application must now wait for the client to take its output."""
         no_body = self.head_only or self.status in (204, 304) or self.status < 200
         if not no_body and self.declared is not None and self.length + len(body) > self.declared:
             # More than the Content-Length would be read by the client as the next response.
@@ -468,17 +481,17 @@ class _HttpExchange:
                 self._write(head if no_body else head + body)
                 self.length = 0 if no_body else len(body)
                 self._end()
-                return
+                return False
             self._write(self._finish_head(None))
         if not no_body and body:
             self._write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
             self.length += len(body)
         if more:
-            await self._drain()
-        else:
-            if self.chunked and not no_body:
-                self._write(b"0\r\n\r\n")
-            self._end()
+            return self.rt.factory.queued_output(self.session_id) > self.drain_limit
+        if self.chunked and not no_body:
+            self._write(b"0\r\n\r\n")
+        self._end()
+        return False
 
     def _pathsend(self, path: str) -> None:
         size = os.stat(path).st_size

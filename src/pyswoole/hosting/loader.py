@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ..log import logger
@@ -119,8 +119,8 @@ class ImportedApp:
         return self._app
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+Scope = dict[str, Any]
+Message = dict[str, Any]
 
 
 class AsgiEntry:

@@ -12,12 +12,13 @@ Invariant: a request from an untrusted peer is passed on unchanged, whatever hea
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+# Dicts, as ASGI specifies them: the compiled build reads them with dict operations, not generic mapping calls.
+Scope = dict[str, Any]
+Message = dict[str, Any]
 
 
 VERDICTS_KEPT: Final = 4096  # peers whose verdict TrustedHosts remembers

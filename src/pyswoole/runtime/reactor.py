@@ -158,6 +158,7 @@ class ReactorThread:
 
     def _run(self) -> None:
         rt = self.rt
+        rt.pin_cpu(self.reactor_id)
         loop = self.loop = rt.new_loop()
         asyncio.set_event_loop(loop)
         self.counters = SlotCounters(self.slot, loop)

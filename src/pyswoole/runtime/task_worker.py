@@ -117,6 +117,7 @@ class TaskWorker:
         rt = self.rt
         log.set_role("task_worker", self.worker_id)
         rt.set_title(f"task worker {self.worker_id}")
+        rt.pin_cpu(self.worker_id)
         self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager turns Ctrl-C into SIGTERM for us
         rt.enter_task_worker(self, os.getpid())

@@ -165,6 +165,7 @@ class EventWorker:
         rt = self.rt
         log.set_role("worker", self.worker_id)
         rt.set_title(f"worker {self.worker_id}")
+        rt.pin_cpu(self.worker_id)
         loop = self.loop = rt.new_loop()
         self.timers = Timers(loop)
         self.shared.begin_incarnation(self.worker_id, os.getpid(), _IDLE)
