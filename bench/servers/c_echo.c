@@ -218,6 +218,15 @@ static void *reactor_thread(void *arg) {
     return NULL;
 }
 
+/* Block (the master: sigwait takes them) or unblock (a worker, BASE) SIGTERM and SIGINT for the calling thread. */
+static void stop_signals(int how) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(how, &set, NULL);
+}
+
 static void run_process(void) {
     for (int r = 0; r < reactors; r++) {
         for (int w = 0; w < workers; w++) {
@@ -236,6 +245,7 @@ static void run_process(void) {
         if (children[w] < 0) die("fork");
         if (children[w] == 0) {
             close(listen_fd);
+            stop_signals(SIG_UNBLOCK);  /* the worker ends on SIGTERM's default action */
             run_worker(w);
         }
     }
@@ -270,11 +280,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: c_echo --port N [--mode base|process] [--workers W] [--reactors R] (1..16)\n");
         return 2;
     }
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);  /* the reactor thread inherits the mask; only sigwait takes them */
+    stop_signals(SIG_BLOCK);  /* the reactor threads inherit the mask; only the master's sigwait takes them */
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -282,7 +288,7 @@ int main(int argc, char **argv) {
     if (bind(listen_fd, (struct sockaddr *)&address, sizeof address) < 0) die("bind");
     if (listen(listen_fd, 1024) < 0) die("listen");
     if (process) run_process();
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);  /* BASE: SIGTERM's default action ends the process */
+    stop_signals(SIG_UNBLOCK);  /* BASE: SIGTERM's default action ends the process */
     run_base();
     return 0;
 }
