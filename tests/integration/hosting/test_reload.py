@@ -111,8 +111,13 @@ def test_no_request_fails_while_the_workers_are_reloaded_three_times(serve, tmp_
     assert load.failed == [], f"{len(load.failed)} of {load.requests} requests failed: {load.failed[:5]}"
     if mode == "process":
         assert load.closed == 0, "keep-alive connections were closed"
-    lines = log.read_text().split("\n")
-    assert sum(line.startswith("startup") for line in lines) == 8  # 2 workers, then 2 new ones per reload
+
+    def startups() -> int:
+        return sum(line.startswith("startup") for line in log.read_text().split("\n"))
+
+    # The load may be served by one new worker while the other still runs its startup: wait for it.
+    wait_until(lambda: startups() >= 8, 10, "a new worker did not run its lifespan startup")
+    assert startups() == 8  # 2 workers, then 2 new ones per reload
     wait_until(lambda: log.read_text().count("shutdown") >= 6, 5, "replaced workers did not run their shutdown")
 
 
