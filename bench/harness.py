@@ -441,6 +441,9 @@ class Metric:
     rate: str  # e.g. "rps": what the ratio is taken of
     rate_label: str  # its column, e.g. "tasks/s"
     cpu: str  # e.g. "server_cpu": cores used during the measured run
+    # Whether cores / rate is the server's CPU per unit (cpu_us_each): not when the rate is a latency or the cpu
+    # figure is the clients'.
+    per_unit: bool = True
 
 
 @dataclass
@@ -486,6 +489,8 @@ def paired_ratios(results: Sequence[Any], metric: Metric, row: str, versus: str)
 
 def cpu_us_each(result: Any, metric: Metric) -> float | None:
     """The server's CPU per unit of the rate (a request, a round trip), in microseconds: cores / rate."""
+    if not metric.per_unit:
+        return None
     cpu, rate = getattr(result, metric.cpu), getattr(result, metric.rate)
     return cpu / rate * 1e6 if cpu is not None and rate else None
 

@@ -296,7 +296,7 @@ def measure(row: ReloadRow, repetition: int, conns: int, duration: int) -> RunRe
 
 # ---------------------------------------------------------------- the report
 
-METRIC = harness.Metric(rate="rps", rate_label="req/s", cpu="client_cpu")
+METRIC = harness.Metric(rate="rps", rate_label="req/s", cpu="client_cpu", per_unit=False)
 
 
 def describe(result: RunResult) -> str:

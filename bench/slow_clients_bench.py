@@ -250,7 +250,7 @@ def measure(row: SlowRow, repetition: int, duration: int) -> RunResult:
 
 # ---------------------------------------------------------------- the report
 
-METRIC = harness.Metric(rate="normal_rps", rate_label="normal req/s", cpu="client_cpu")
+METRIC = harness.Metric(rate="normal_rps", rate_label="normal req/s", cpu="client_cpu", per_unit=False)
 
 
 def ms(us: float | None) -> str:

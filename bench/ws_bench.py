@@ -220,7 +220,7 @@ def measure(row: WsRow, repetition: int, load: LoadSettings) -> RunResult:
 # ---------------------------------------------------------------- command line
 
 ECHO_METRIC = harness.Metric(rate="rps", rate_label="msg/s", cpu="server_cpu")
-BROADCAST_METRIC = harness.Metric(rate="last_us", rate_label="last_us", cpu="server_cpu")
+BROADCAST_METRIC = harness.Metric(rate="last_us", rate_label="last_us", cpu="server_cpu", per_unit=False)
 
 
 def describe(result: RunResult) -> str:

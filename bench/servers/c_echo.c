@@ -9,7 +9,7 @@
  *
  * No settings, counters, shared memory, timers or signals handling beyond SIGTERM: nothing but the syscalls and
  * wake-ups each mode needs per package. pyswoole's rows are compared with these to tell what Python costs from
- * what the process model costs. A datagram is the client's fd (4 bytes) and the data. A write the kernel cannot
+ * what the process model costs. A datagram is the client's fd and generation (4 bytes each) and the data. A write the kernel cannot
  * take at once is kept and finished on EPOLLOUT (never the case for 64-byte echoes, but a floor must be
  * correct); a worker datagram the full pipe refuses waits in a queue for the same reason.
  */
@@ -35,6 +35,11 @@
 typedef struct { char *data; size_t len; } pending_t;  /* bytes a client's socket has not taken yet */
 
 static pending_t pending[MAX_FD];
+/* A connection's generation, moved on at each accept and close of its fd: a worker's reply names the fd and the
+ * generation it was read under (a session id, as Swoole's), so a reply that outlived its client is dropped
+ * rather than written to the next connection given the same fd. Read across reactor threads: atomics. */
+static unsigned generation[MAX_FD];
+#define HDR 8 /* a datagram's header: the client's fd and its generation */
 static int listen_fd = -1;
 
 static void die(const char *what) { perror(what); exit(1); }
@@ -50,6 +55,7 @@ static void watch(int ep, int fd, unsigned events) {
 }
 
 static void drop(int ep, int fd) {
+    __atomic_add_fetch(&generation[fd], 1, __ATOMIC_RELEASE);
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
     free(pending[fd].data);
     pending[fd].data = NULL;
@@ -95,6 +101,7 @@ static void accept_all(int ep) {
         if (fd >= MAX_FD) { close(fd); continue; }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        __atomic_add_fetch(&generation[fd], 1, __ATOMIC_RELEASE);
         add(ep, fd, EPOLLIN);
     }
 }
@@ -136,14 +143,14 @@ static void run_worker(int w) {
     int ep = epoll_create1(0);
     for (int r = 0; r < reactors; r++) add(ep, worker_end[r][w], EPOLLIN);
     struct epoll_event events[MAX_PROCS];
-    char *buf = malloc(BUF + 4);
+    char *buf = malloc(BUF + HDR);
     for (;;) {
         int n = epoll_wait(ep, events, MAX_PROCS, -1);
         if (n < 0 && errno != EINTR) _exit(1);
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             ssize_t got;
-            while ((got = recv(fd, buf, BUF + 4, MSG_DONTWAIT)) > 0) {
+            while ((got = recv(fd, buf, BUF + HDR, MSG_DONTWAIT)) > 0) {
                 while (send(fd, buf, got, 0) < 0 && errno == EINTR) {
                 }
             }
@@ -154,16 +161,18 @@ static void run_worker(int w) {
 
 /* A reactor thread's datagrams that a full pipe refused, per worker, in order. */
 typedef struct queued { struct queued *next; size_t len; char data[]; } queued_t;
-typedef struct { int id, ep; queued_t *head[MAX_PROCS], *tail[MAX_PROCS]; char buf[BUF + 4]; } reactor_t;
+typedef struct { int id, ep; queued_t *head[MAX_PROCS], *tail[MAX_PROCS]; char buf[BUF + HDR]; } reactor_t;
 
 static void to_worker(reactor_t *self, int fd, size_t len) {
     int w = fd % workers, pipe_fd = reactor_end[self->id][w];  /* dispatch_mode 2: by fd */
-    memcpy(self->buf, &fd, 4);  /* the data was read at buf + 4 */
-    if (!self->head[w] && send(pipe_fd, self->buf, len + 4, 0) >= 0) return;
-    queued_t *item = malloc(sizeof *item + len + 4);
+    unsigned current = __atomic_load_n(&generation[fd], __ATOMIC_ACQUIRE);
+    memcpy(self->buf, &fd, 4);  /* the data was read at buf + HDR */
+    memcpy(self->buf + 4, &current, 4);
+    if (!self->head[w] && send(pipe_fd, self->buf, len + HDR, 0) >= 0) return;
+    queued_t *item = malloc(sizeof *item + len + HDR);
     item->next = NULL;
-    item->len = len + 4;
-    memcpy(item->data, self->buf, len + 4);
+    item->len = len + HDR;
+    memcpy(item->data, self->buf, len + HDR);
     if (self->tail[w]) self->tail[w]->next = item; else self->head[w] = item;
     self->tail[w] = item;
     watch(self->ep, pipe_fd, EPOLLIN | EPOLLOUT);
@@ -197,16 +206,23 @@ static void *reactor_thread(void *arg) {
                 if (events[i].events & EPOLLOUT) flush_to_worker(self, pipe_of[fd] - 1);
                 if (!(events[i].events & EPOLLIN)) continue;
                 ssize_t got;
-                while ((got = recv(fd, buf, BUF + 4, 0)) > 4) {
+                while ((got = recv(fd, buf, BUF + HDR, 0)) > HDR) {
                     int client;
+                    unsigned sent_under;
                     memcpy(&client, buf, 4);
-                    if (client < MAX_FD && !client_write(ep, client, buf + 4, got - 4)) drop(ep, client);
+                    memcpy(&sent_under, buf + 4, 4);
+                    /* The same generation: still the connection this reactor thread read it from (only the
+                     * owner closes it, and any accept of the fd moves the generation on). */
+                    if (client < 0 || client >= MAX_FD ||
+                        __atomic_load_n(&generation[client], __ATOMIC_ACQUIRE) != sent_under)
+                        continue;
+                    if (!client_write(ep, client, buf + HDR, got - HDR)) drop(ep, client);
                 }
                 continue;
             }
             if ((events[i].events & EPOLLOUT) && !client_flush(ep, fd)) { drop(ep, fd); continue; }
             if (!(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
-            ssize_t got = recv(fd, buf + 4, BUF, 0);
+            ssize_t got = recv(fd, buf + HDR, BUF, 0);
             if (got <= 0) {
                 if (got < 0 && errno == EAGAIN) continue;
                 drop(ep, fd);
