@@ -112,6 +112,12 @@ CONFIGS: tuple[ServerConfig, ...] = (
     ServerConfig("C BASE (floor)", "c_echo.py", ("--mode", "base"), baseline="uvloop 1 proc"),
     ServerConfig("C PROCESS 1 worker (floor)", "c_echo.py", ("--mode", "process"), baseline="C BASE (floor)"),
     ServerConfig(
+        "C PROCESS 1 worker, affinity (floor)",
+        "c_echo.py",
+        ("--mode", "process", "--affinity", "1"),
+        baseline="C BASE (floor)",
+    ),
+    ServerConfig(
         "C PROCESS 2 workers / 1 reactor (floor)",
         "c_echo.py",
         ("--mode", "process", "--workers", "2", "--reactors", "1"),

@@ -1,11 +1,13 @@
 /* The floor of Swoole's two modes in C, for echo_bench.py: what the design itself costs on this machine.
  *
  *   c_echo --port N --mode base      one process, one epoll loop: read, write back (Swoole's BASE)
- *   c_echo --port N --mode process [--workers W] [--reactors R]
+ *   c_echo --port N --mode process [--workers W] [--reactors R] [--affinity 1]
  *                                    a master whose reactor threads own the connections and hand each package
  *                                    to a worker process (fd % W) over a SOCK_DGRAM socketpair, one datagram
  *                                    per package as Swoole does; the worker echoes it back the same way and
- *                                    the reactor thread writes it to the client (Swoole's PROCESS)
+ *                                    the reactor thread writes it to the client (Swoole's PROCESS);
+ *                                    --affinity 1 binds reactor thread i and worker i to the i-th usable CPU,
+ *                                    as open_cpu_affinity does (pyswoole's Runtime.pin_cpu)
  *
  * No settings, counters, shared memory, timers or signals handling beyond SIGTERM: nothing but the syscalls and
  * wake-ups each mode needs per package. pyswoole's rows are compared with these to tell what Python costs from
@@ -18,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,14 +135,30 @@ static void run_base(void) {
 
 /* PROCESS: one SOCK_DGRAM socketpair between each reactor thread and each worker, as Swoole's pipes. */
 #define MAX_PROCS 16
-static int reactors = 1, workers = 1;
+static int reactors = 1, workers = 1, affinity = 0;
 static int reactor_end[MAX_PROCS][MAX_PROCS];  /* [reactor][worker]: the reactor thread's end, non-blocking */
 static int worker_end[MAX_PROCS][MAX_PROCS];   /* [reactor][worker]: the worker's end */
 static int pipe_of[MAX_FD];                    /* a reactor end's worker + 1; 0 for a client socket */
 
+/* --affinity: bind the calling thread to the index-th CPU the process may use, modulo their number. */
+static void pin_cpu(int index) {
+    if (!affinity) return;
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0) die("sched_getaffinity");
+    int count = CPU_COUNT(&allowed), seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || seen++ != index % count) continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) < 0) die("sched_setaffinity");
+        return;
+    }
+}
+
 /* The worker: waits on its pipes, echoes every datagram back on the pipe it came from (blocking send: the
  * reactor threads never block, so they always drain). */
 static void run_worker(int w) {
+    pin_cpu(w);
     int ep = epoll_create1(0);
     for (int r = 0; r < reactors; r++) add(ep, worker_end[r][w], EPOLLIN);
     struct epoll_event events[MAX_PROCS];
@@ -192,6 +211,7 @@ static void flush_to_worker(reactor_t *self, int w) {
 
 static void *reactor_thread(void *arg) {
     reactor_t *self = arg;
+    pin_cpu(self->id);
     int ep = self->ep = epoll_create1(0);
     add(ep, listen_fd, EPOLLIN | EPOLLEXCLUSIVE);
     for (int w = 0; w < workers; w++) add(ep, reactor_end[self->id][w], EPOLLIN);
@@ -290,10 +310,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--mode")) process = !strcmp(argv[i + 1], "process");
         else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reactors")) reactors = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--affinity")) affinity = atoi(argv[i + 1]);
         else port = 0;
     }
     if (!port || workers < 1 || workers > MAX_PROCS || reactors < 1 || reactors > MAX_PROCS) {
-        fprintf(stderr, "usage: c_echo --port N [--mode base|process] [--workers W] [--reactors R] (1..16)\n");
+        fprintf(stderr, "usage: c_echo --port N [--mode base|process] [--workers W] [--reactors R] [--affinity 0|1] (1..16)\n");
         return 2;
     }
     stop_signals(SIG_BLOCK);  /* the reactor threads inherit the mask; only the master's sigwait takes them */

@@ -25,6 +25,7 @@ from ..constants import ErrorCode, EventType
 from ..ipc import codec
 from ..ipc.shm import count_http_status
 from ..log import logger
+from ..protocol.sendfile import open_file
 from ..runtime.worker import WorkerConnection
 from ..websocket.frames import parse_close_payload
 from ..websocket.session import CLOSE_TIMEOUT
@@ -135,7 +136,7 @@ class HttpWorkerConnection(WorkerConnection):
                 self.write(reply.head + reply.body)
                 length = len(reply.body)
                 if reply.file is not None:
-                    self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    self.send_file(open_file(reply.file.path), reply.file.offset, reply.file.length)
                     length += reply.file.length
                 self.service.answers.answered(counters, head, self.remote_ip, reply.status, length, now)
                 self.finish(reply.keep_alive)
@@ -172,7 +173,7 @@ class HttpWorkerConnection(WorkerConnection):
         if self.closed:
             return self.worker.rt.fail(ErrorCode.SESSION_CLOSED)
         try:
-            self.send_file(path, offset, length)
+            self.send_file(open_file(path), offset, length)
         except OSError as exc:
             # Checked by the response a moment ago; now unreadable, it cannot follow the head that promised it.
             logger.warning("sendfile to session %d: cannot open %s: %s; connection closed", self.session_id, path,

@@ -21,6 +21,7 @@ from ..constants import EventType
 from ..ipc import codec
 from ..ipc.shm import Conn, count_http_status
 from ..log import logger
+from ..protocol.sendfile import open_file
 from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
 from ..websocket.service import pack_delivery
@@ -146,7 +147,7 @@ class HttpReactorConnection(ReactorConnection):
                 self.owner.write(self, reply.head + reply.body)
                 length = len(reply.body)
                 if reply.file is not None:
-                    self.send_file(reply.file.path, reply.file.offset, reply.file.length)
+                    self.send_file(open_file(reply.file.path), reply.file.offset, reply.file.length)
                     length += reply.file.length
                 self.service.answers.answered(self.counters, head, self.remote_ip, reply.status, length, _now())
                 self._answered(reply.keep_alive)

@@ -332,20 +332,21 @@ def unpack_datagram(payload: bytes) -> tuple[str, int, bytes]:
     return payload[_DGRAM_ADDRESS.size : end].decode(errors="replace"), port, payload[end:]
 
 
-_SENDFILE_RANGE: Final = struct.Struct("=qq")
+_SENDFILE_RANGE: Final = struct.Struct("=qqQ")
 
 
-def pack_sendfile(path: str, offset: int, length: int) -> bytes:
-    """SEND_FILE payload: the byte range, then the file's path."""
-    return _SENDFILE_RANGE.pack(offset, length) + os.fsencode(path)
+def pack_sendfile(path: str, offset: int, length: int, token: int) -> bytes:
+    """SEND_FILE payload: the byte range, the token of the open file passed with it (0: none, open the path;
+    see ``files.py``), then the file's path."""
+    return _SENDFILE_RANGE.pack(offset, length, token) + os.fsencode(path)
 
 
-def unpack_sendfile(payload: bytes) -> tuple[str, int, int]:
-    """(path, offset, length) of a SEND_FILE payload; IpcError if it is cut short."""
+def unpack_sendfile(payload: bytes) -> tuple[str, int, int, int]:
+    """(path, offset, length, token) of a SEND_FILE payload; IpcError if it is cut short."""
     if len(payload) <= _SENDFILE_RANGE.size:
         raise IpcError("sendfile payload shorter than its range and path")
-    offset, length = _SENDFILE_RANGE.unpack_from(payload)
-    return os.fsdecode(payload[_SENDFILE_RANGE.size :]), offset, length
+    offset, length, token = _SENDFILE_RANGE.unpack_from(payload)
+    return os.fsdecode(payload[_SENDFILE_RANGE.size :]), offset, length, token
 
 
 class MessageIds:

@@ -55,10 +55,11 @@ class WorkerPipes:
     """The pipes of every worker slot: event workers first, then task workers (Swoole's worker ids).
 
     With task workers there are also a result pipe per event worker, for the replies to a blocking
-    ``task_wait``, and one shared task queue that every task worker reads (``task_ipc_mode`` 3).
+    ``task_wait``, and one shared task queue that every task worker reads (``task_ipc_mode`` 3). In PROCESS
+    mode each reactor thread has a file channel too: the open files of ``sendfile`` (``files.py``).
     """
 
-    def __init__(self, worker_num: int, task_worker_num: int = 0) -> None:
+    def __init__(self, worker_num: int, task_worker_num: int = 0, reactor_num: int = 0) -> None:
         pairs = [_pipe() for _ in range(worker_num + task_worker_num)]
         self.master_ends = [master_end for master_end, _ in pairs]
         self.worker_ends = [worker_end for _, worker_end in pairs]
@@ -69,9 +70,13 @@ class WorkerPipes:
         self.task_queue_reader: socket.socket | None = None
         if task_worker_num:
             self.task_queue, self.task_queue_reader = _pipe()
+        channels = [_pipe() for _ in range(reactor_num)]
+        self.file_readers = [reader for reader, _ in channels]  # by reactor_id: the reactor thread's end
+        self.file_writers = [writer for _, writer in channels]  # by reactor_id: the workers' end
 
     def close(self) -> None:
-        for end in self.master_ends + self.worker_ends + self.result_writers + self.result_ends:
+        for end in (self.master_ends + self.worker_ends + self.result_writers + self.result_ends + self.file_readers
+                    + self.file_writers):  # fmt: skip
             end.close()
         for queue_end in (self.task_queue, self.task_queue_reader):
             if queue_end is not None:

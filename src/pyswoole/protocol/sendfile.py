@@ -19,12 +19,21 @@ from collections.abc import Callable
 COPY_CHUNK = 256 * 1024  # per read+write on a TLS transport
 
 
+def open_file(path: str) -> int:
+    """A descriptor to hand :class:`FileSender` (or a connection's ``send_file``); OSError if it cannot be read.
+    Opened at the ``sendfile()`` call, not when the file's turn on the socket comes: deleted or replaced
+    meanwhile, it still goes out as it was at the call."""
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
 class FileSender:
+    """Moves ``length`` bytes of ``file_fd`` from ``offset`` to the transport's socket, then calls ``on_done``."""
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         transport: asyncio.Transport,
-        path: str,
+        file_fd: int,
         offset: int,
         length: int,
         on_progress: Callable[[], None],
@@ -37,7 +46,7 @@ class FileSender:
         self._on_progress = on_progress
         self._on_done = on_done
         self._zero_copy = transport.get_extra_info("sslcontext") is None
-        self._file_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # OSError: the caller's to report
+        self._file_fd = file_fd  # ours from here on: closed when done, cancelled, or if this raises
         try:
             sock = transport.get_extra_info("socket")
             self._sock_fd = os.dup(sock.fileno())

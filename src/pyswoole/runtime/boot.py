@@ -43,7 +43,8 @@ def prepare(rt: Runtime) -> None:
         shared.globals[Global.MASTER_PID] = os.getpid()  # known before the manager and workers start
     else:
         shared = SharedState(slots)
-    pipes = None if single_process(rt) else WorkerPipes(worker_num, task_worker_num)
+    reactor_num = setting["reactor_num"] if rt.mode == Mode.PROCESS else 0
+    pipes = None if single_process(rt) else WorkerPipes(worker_num, task_worker_num, reactor_num)
     rt.configure(setting, shared, pipes)
 
 

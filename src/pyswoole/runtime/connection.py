@@ -18,6 +18,7 @@ Receive and no Close. Idle connections (heartbeat, max_idle_time) are closed by 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import time
@@ -108,7 +109,7 @@ class Connection(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
         self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
         # While a file is being sent, later output waits here in order: bytes, or (path, offset, length).
-        self.file_queue: deque[bytes | tuple[str, int, int]] | None = None
+        self.file_queue: deque[bytes | tuple[int, int, int]] | None = None  # output behind a file being sent
         self.file_sender: FileSender | None = None
         self.close_queued = False  # close once the file queue is through
 
@@ -169,10 +170,7 @@ class Connection(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
-        if self.file_sender is not None:
-            self.file_sender.cancel()
-            self.file_sender = None
-        self.file_queue = None
+        self._drop_files()
         if not self.ready:
             return  # refused: the reactor has counted it already
         if exc is not None:
@@ -188,27 +186,38 @@ class Connection(asyncio.Protocol):
         else:
             self.file_queue.append(data)
 
-    def send_file(self, path: str, offset: int, length: int) -> None:
-        """Queue ``length`` bytes of a file from ``offset`` behind the output sent so far. ``OSError`` if the
-        file cannot be opened now (a file queued behind another one is opened when its turn comes)."""
+    def send_file(self, file_fd: int, offset: int, length: int) -> None:
+        """Queue ``length`` bytes of an open file from ``offset`` behind the output sent so far. The connection
+        takes the descriptor over: it is closed once sent, or when the connection ends first. ``OSError`` if
+        the socket cannot be watched (the descriptor is closed then too)."""
         if self.file_queue is not None:
-            self.file_queue.append((path, offset, length))
+            self.file_queue.append((file_fd, offset, length))
             return
-        self._send_file(path, offset, length)
+        self._send_file(file_fd, offset, length)
         self.file_queue = deque()
         self.writable = False
 
-    def _send_file(self, path: str, offset: int, length: int) -> None:
+    def _send_file(self, file_fd: int, offset: int, length: int) -> None:
         assert self.transport is not None
         self.file_sender = FileSender(
             asyncio.get_running_loop(),
             self.transport,
-            path,
+            file_fd,
             offset,
             length,
             self._file_progress,
             self._file_done,
         )
+
+    def _drop_files(self) -> None:
+        """Stop the file being sent and close the ones queued behind it, with the output between them."""
+        if self.file_sender is not None:
+            self.file_sender.cancel()
+            self.file_sender = None
+        queue, self.file_queue = self.file_queue, None
+        for item in queue or ():
+            if type(item) is tuple:
+                os.close(item[0])
 
     def _file_progress(self) -> None:
         self.last_send_time = _now()
@@ -217,7 +226,7 @@ class Connection(asyncio.Protocol):
         self.file_sender = None
         if error is not None:
             logger.warning("sendfile to session %d failed: %s; connection closed", self.session_id, error)
-            self.file_queue = None
+            self._drop_files()
             self.shut(reset=True)
             return
         queue = self.file_queue
@@ -246,10 +255,7 @@ class Connection(asyncio.Protocol):
             if not reset:
                 self.close_queued = True  # the files and what waits behind them go first
                 return
-            if self.file_sender is not None:
-                self.file_sender.cancel()
-                self.file_sender = None
-            self.file_queue = None
+            self._drop_files()
         if reset:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family != socket.AF_UNIX:

@@ -14,13 +14,15 @@ Actions return 0 or one of Swoole's error codes; the Server turns that into True
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import ErrorCode, EventType
-from ..ipc import codec, pipes
+from ..ipc import codec, files, pipes
 from ..ipc.shm import Conn
 from ..log import logger
+from ..protocol.sendfile import open_file
 from .connection import SessionFacts, client_info, expired_connections
 from .dispatch import HASH_MODES, Dispatcher
 
@@ -76,7 +78,7 @@ class BaseFactory(_Factory):
                 return code
         return self._forward(
             session_id,
-            codec.Message(EventType.SEND_FILE, fd=session_id, data=codec.pack_sendfile(path, offset, length)),
+            codec.Message(EventType.SEND_FILE, fd=session_id, data=codec.pack_sendfile(path, offset, length, 0)),
         )
 
     def close(self, session_id: int, reset: bool) -> int:
@@ -222,17 +224,30 @@ class ProcessFactory(_Factory):
         return ErrorCode.OUTPUT_BUFFER_OVERFLOW
 
     def sendfile(self, session_id: int, path: str, offset: int, length: int) -> int:
-        """The owning reactor sends the file (from the master's side of the socket)."""
+        """The owning reactor sends the file (from the master's side of the socket), opened here and passed to
+        it, so that what the caller does to the file next (delete it, write it) cannot change what is sent."""
         if self.rt.master is not None:
             logger.warning("sendfile cannot be used in the master process")
             return ErrorCode.SEND_IN_MASTER
         base, code = self._writable_record(session_id)
         if code:
             return code
+        try:
+            file_fd = open_file(path)
+        except OSError as exc:
+            logger.warning("sendfile to session %d: cannot open %s: %s", session_id, path, exc.strerror)
+            return exc.errno or ErrorCode.INVALID_PARAMS
+        reactor_id = self.table.q[base + Conn.REACTOR_ID]
+        token = files.new_token()
+        try:
+            if not files.pass_file(self.rt.pipes.file_writers[reactor_id], token, file_fd):  # type: ignore[union-attr]
+                token = 0  # the channel is full: the reactor opens the path itself
+        finally:
+            os.close(file_fd)  # the passed duplicate lives on in the channel
         return self.to_reactor(
             session_id,
-            self.table.q[base + Conn.REACTOR_ID],
-            codec.Message(EventType.SEND_FILE, session_id, data=codec.pack_sendfile(path, offset, length)),
+            reactor_id,
+            codec.Message(EventType.SEND_FILE, session_id, data=codec.pack_sendfile(path, offset, length, token)),
         )
 
     def to_owner(self, session_id: int, message: codec.Message) -> int:

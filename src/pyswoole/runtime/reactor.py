@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import PROTOCOL_EVENTS_FROM, EventType
 from ..ipc import codec
+from ..ipc.files import FileInbox
 from ..ipc.pipes import PipeWriter, read_datagrams
 from ..ipc.shm import Conn, Slot, SlotCounters
 from ..log import logger
 from ..port import Port, PortHandlers
+from ..protocol.sendfile import open_file
 from .connection import Connection, adopt, expired_connections
 from .dispatch import Dispatcher
 
@@ -145,6 +147,7 @@ class ReactorThread:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
         self._writers: list[PipeWriter] = []  # by worker id
+        self._files: FileInbox | None = None  # the open files workers pass for sendfile
         self._reassembler = codec.Reassembler()
         self._msg_ids = codec.MessageIds(os.getpid(), reactor_id + 1)
         self._closing = False
@@ -165,6 +168,7 @@ class ReactorThread:
         pipes = rt.pipes
         assert pipes is not None  # PROCESS mode always has a manager, hence pipes
         self._writers = [PipeWriter(loop, master_end) for master_end in pipes.master_ends[: self.worker_num]]
+        files = self._files = FileInbox(pipes.file_readers[self.reactor_id])
         for worker_id in range(self.worker_num):
             if worker_id % self.reactor_num == self.reactor_id:
                 master_end = pipes.master_ends[worker_id]
@@ -181,6 +185,7 @@ class ReactorThread:
             loop.run_forever()
         finally:
             loop.close()
+            files.close()
 
     def call(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` in this reactor's thread."""
@@ -412,21 +417,33 @@ class ReactorThread:
             if conn is not None and not conn.closed:
                 conn.set_reading(kind == EventType.RESUME_RECV)
         elif kind == EventType.SEND_FILE:
-            if conn is not None and not conn.closed:
-                try:
-                    conn.send_file(*codec.unpack_sendfile(message.data))
-                except (OSError, codec.IpcError) as exc:
-                    # The worker checked the file, but it is opened only now (a descriptor does not cross the
-                    # pipe): deleted meanwhile, it cannot follow what was sent before it (an HTTP head that
-                    # promised its length), and only the close tells the client so.
-                    logger.warning("sendfile to session %d: cannot open the file: %s; connection closed",
-                                   conn.session_id, exc)  # fmt: skip
-                    self.force_close(conn, flush=True)
+            self._send_file(conn, message)
         elif kind >= PROTOCOL_EVENTS_FROM:
             if conn is not None:
                 conn.protocol_message(message)
         else:
             logger.warning("unexpected message type %d from a worker", kind)
+
+    def _send_file(self, conn: ReactorConnection | None, message: codec.Message) -> None:
+        try:
+            path, offset, length, token = codec.unpack_sendfile(message.data)
+        except codec.IpcError as exc:
+            logger.warning("malformed sendfile request dropped: %s", exc)
+            return
+        # The file the worker opened and passed (files.py), claimed even for a connection gone meanwhile.
+        file_fd = self._files.claim(token) if token and self._files is not None else -1
+        if conn is None or conn.closed:
+            if file_fd >= 0:
+                os.close(file_fd)
+            return
+        try:
+            conn.send_file(file_fd if file_fd >= 0 else open_file(path), offset, length)
+        except OSError as exc:
+            # Not passed (the channel was full) and unreadable now: it cannot follow what was sent before it
+            # (an HTTP head that promised its length), and only the close tells the client so.
+            logger.warning("sendfile to session %d: cannot open %s: %s; connection closed", conn.session_id, path,
+                           exc.strerror)  # fmt: skip
+            self.force_close(conn, flush=True)
 
     def write(self, conn: ReactorConnection, data: bytes) -> None:
         conn.write(data)

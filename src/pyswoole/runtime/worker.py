@@ -30,6 +30,7 @@ from ..ipc import codec, pipes
 from ..ipc.shm import Conn, ExitCause, Global, Slot, SlotCounters
 from ..log import logger
 from ..port import Port, PortHandlers
+from ..protocol.sendfile import open_file
 from . import stats
 from .callbacks import CallbackRunner, is_coroutine
 from .connection import Connection, adopt, expired_connections
@@ -608,7 +609,7 @@ class EventWorker:
 
     def _forwarded_sendfile(self, message: codec.Message) -> None:
         try:
-            path, offset, length = codec.unpack_sendfile(message.data)
+            path, offset, length, _ = codec.unpack_sendfile(message.data)  # BASE mode: no file is passed
         except codec.IpcError as exc:
             logger.warning("malformed sendfile request dropped: %s", exc)
             return
@@ -721,7 +722,7 @@ class EventWorker:
         if code:
             return code
         try:
-            conn.send_file(path, offset, length)  # type: ignore[union-attr]
+            conn.send_file(open_file(path), offset, length)  # type: ignore[union-attr]
         except OSError as exc:
             logger.warning("sendfile to session %d: cannot open %s: %s", session_id, path, exc.strerror)
             return exc.errno or ErrorCode.INVALID_PARAMS
