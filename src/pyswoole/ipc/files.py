@@ -70,7 +70,10 @@ class FileInbox:
         return fd
 
     def _keep(self, token: int, fd: int) -> None:
-        if len(self._unclaimed) >= UNCLAIMED_KEPT:  # the oldest first: its package is the least likely to come
+        stale = self._unclaimed.pop(token, -1)  # a token sent twice: the later descriptor wins
+        if stale >= 0:
+            os.close(stale)
+        elif len(self._unclaimed) >= UNCLAIMED_KEPT:  # the oldest first: its package is the least likely to come
             os.close(self._unclaimed.pop(next(iter(self._unclaimed))))
         self._unclaimed[token] = fd
 

@@ -7,6 +7,8 @@ import os
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyswoole.ipc import codec
 from pyswoole.ipc.files import UNCLAIMED_KEPT, FileInbox, new_token, pass_file
@@ -124,3 +126,42 @@ def test_the_sendfile_payload_carries_the_token():
     assert codec.unpack_sendfile(payload) == ("/tmp/é file", 7, 100, 2**64 - 1)
     with pytest.raises(codec.IpcError):
         codec.unpack_sendfile(payload[:24])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    datagrams=st.lists(st.tuples(st.binary(max_size=20), st.integers(0, 3)), max_size=12), claim_at=st.integers(0, 11)
+)
+def test_arbitrary_datagrams_never_raise_lose_a_passed_file_or_leak_a_descriptor(tmp_path_factory, datagrams, claim_at):
+    """Whatever else the channel carries (any bytes, zero to three descriptors each), a file passed with its
+    token is claimed, and every other descriptor is kept for its token or closed."""
+    pipes = WorkerPipes(1, 0, reactor_num=1)
+    writer, inbox = pipes.file_writers[0], FileInbox(pipes.file_readers[0])
+    path = tmp_path_factory.mktemp("f") / "f"
+    path.write_bytes(b"wanted")
+    before = open_fds()
+    token = new_token()
+    try:
+        for n, (data, count) in enumerate(datagrams):
+            if n == claim_at:
+                fd = os.open(path, os.O_RDONLY)
+                assert pass_file(writer, token, fd)
+                os.close(fd)
+            fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(count)]
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            writer.sendmsg([data], ancillary)
+            for fd in fds:
+                os.close(fd)
+        if claim_at >= len(datagrams):
+            fd = os.open(path, os.O_RDONLY)
+            assert pass_file(writer, token, fd)
+            os.close(fd)
+
+        claimed = inbox.claim(token)
+        assert os.pread(claimed, 10, 0) == b"wanted"
+        os.close(claimed)
+        inbox.claim(new_token())  # reads the rest
+        inbox.close()
+        assert open_fds() == before
+    finally:
+        pipes.close()
