@@ -10,7 +10,8 @@ unanswered, so a connection's memory stays bounded whatever the client sends; a 
 complete header section within ``http_header_timeout`` is closed.
 Once the worker stops, a connection closes after the response it owes, and an idle one (or one accepted in the
 loop pass of the stop) waits ``STOP_GRACE`` for the request its client may be sending at that very moment
-(answered with ``Connection: close``, then closed), so that a reload loses no request.
+(answered with ``Connection: close``, then closed), so that a reload loses no request; a WebSocket upgrade
+then gets 503 and the close, rather than a session the stopping worker would have to reset.
 """
 
 from __future__ import annotations
@@ -122,8 +123,14 @@ class HttpWorkerConnection(WorkerConnection):
 
     def _serve(self, request: WholeRequest) -> None:
         head, body = request
-        if self.worker.stopping and head.keep_alive:
-            head = head._replace(keep_alive=False)  # the connection's last request: its answer says so
+        if self.worker.stopping:
+            if head.upgrade == b"websocket" and self.service.websocket is not None:
+                # A WebSocket opened now would outlive the drain (closed at max_wait_time, or reset): the client
+                # is told to come back, to a worker that serves on.
+                self._reject(503, "a WebSocket upgrade while the worker stops")
+                return
+            if head.keep_alive:
+                head = head._replace(keep_alive=False)  # the connection's last request: its answer says so
         counters = self.counters
         if not counters.pending:
             counters.moved()
