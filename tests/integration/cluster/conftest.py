@@ -132,15 +132,23 @@ class RedisServer:
     def __init__(self, program: str, workdir: Path) -> None:
         self.program = program
         self.workdir = workdir
-        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        for _ in range(5):  # the free port may be taken before redis-server binds it: then another one
+            self.port = free_port()
+            if self._launch():
+                return
+        raise AssertionError(f"redis-server never found a free port: {self.log()}")
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        assert self._launch(), f"redis-server could not listen on {self.port} again: {self.log()}"
+
+    def _launch(self) -> bool:
+        """Start it on ``self.port``; False if it exited instead (the port was taken). The process must be
+        alive and the one answering: another test's server may hold a reused port."""
         log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 (the process keeps it)
         self.proc = subprocess.Popen(
             [
@@ -165,15 +173,28 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        wait_until(self.ping, message=lambda: f"redis-server on {self.port} never answered: {self.log()}")
+        proc = self.proc
+        wait_until(
+            lambda: proc.poll() is not None or self.ping(),
+            message=lambda: f"redis-server on {self.port} never answered: {self.log()}",
+        )
+        return proc.poll() is None
 
     def ping(self) -> bool:
+        """Whether this redis-server answers on its port (not another test's, on a port reused meanwhile): the
+        ``process_id`` of its ``INFO server`` is ours."""
+        reply = b""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+                sock.sendall(b"INFO server\r\n")
+                while chunk := sock.recv(4096):
+                    reply += chunk
+                    _, found, rest = reply.partition(b"\r\nprocess_id:")
+                    if found and b"\r\n" in rest:
+                        return int(rest.partition(b"\r\n")[0]) == self.proc.pid  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            pass
+        return False
 
     def stop(self) -> None:
         """SIGTERM, as an operator stops it (the append-only file is complete)."""
