@@ -27,6 +27,7 @@ from ..ipc import codec
 from ..ipc.shm import count_http_status
 from ..log import logger
 from ..protocol.sendfile import open_file
+from ..runtime.connection import FILES_WAITING_MAX
 from ..runtime.worker import WorkerConnection
 from ..websocket.frames import parse_close_payload
 from ..websocket.session import CLOSE_TIMEOUT
@@ -34,6 +35,7 @@ from .conversation import Conversation, owed_since
 from .headers import error_response
 from .parser import ParseError, Upgraded, WholeRequest
 from .sink import KEEP_ALIVE
+from .static import open_reply_file
 
 if TYPE_CHECKING:
     from ..port import Port, PortHandlers
@@ -99,7 +101,7 @@ class HttpWorkerConnection(WorkerConnection):
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed and not self.overflow:
+            while not self.closed and not self.overflow and self.files_waiting < FILES_WAITING_MAX:
                 item = conversation.next()
                 if item is None:
                     break
@@ -140,10 +142,14 @@ class HttpWorkerConnection(WorkerConnection):
         if static is not None and (head.method == "GET" or head.method == "HEAD"):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
+                file_fd = open_reply_file(reply)
+                if file_fd == -1:
+                    self._reject(404, "the static file went away")
+                    return
                 self.write(reply.head + reply.body)
                 length = len(reply.body)
                 if reply.file is not None:
-                    self.send_file(open_file(reply.file.path), reply.file.offset, reply.file.length)
+                    self.send_file(file_fd, reply.file.offset, reply.file.length)
                     length += reply.file.length
                 self.service.answers.answered(counters, head, self.remote_ip, reply.status, length, now)
                 self.finish(reply.keep_alive)
@@ -297,6 +303,10 @@ class HttpWorkerConnection(WorkerConnection):
         self.stuck = False
         if not self.closed and self.upgrade is None:
             self._advance()
+
+    def file_started(self) -> None:
+        if not self.closed and self.upgrade is None:
+            self._advance()  # it may have stopped at FILES_WAITING_MAX
 
     def _watch_header(self) -> None:
         self.owing_since = owed_since(self.owing_since, self.upgrade is None and self.conversation.awaiting_head)

@@ -21,7 +21,7 @@ from ..constants import EventType
 from ..ipc import codec
 from ..ipc.shm import Conn, count_http_status
 from ..log import logger
-from ..protocol.sendfile import open_file
+from ..runtime.connection import FILES_WAITING_MAX
 from ..runtime.reactor import ReactorConnection
 from ..websocket.frames import parse_close_payload
 from ..websocket.service import pack_delivery
@@ -30,6 +30,7 @@ from .conversation import Conversation, owed_since
 from .headers import error_response
 from .parser import ParseError, Upgraded, WholeRequest, pack_request
 from .sink import KEEP_ALIVE, UPGRADED
+from .static import open_reply_file
 
 if TYPE_CHECKING:
     from ..port import Port, PortHandlers
@@ -116,7 +117,8 @@ class HttpReactorConnection(ReactorConnection):
         self.advancing = True
         conversation = self.conversation
         try:
-            while not self.closed and not self.overflow:  # overflow: the client does not read its answers
+            # overflow, or files waiting: the client does not read its answers
+            while not self.closed and not self.overflow and self.files_waiting < FILES_WAITING_MAX:
                 item = conversation.next()
                 if item is None:
                     break
@@ -144,10 +146,14 @@ class HttpReactorConnection(ReactorConnection):
         if static is not None and (head.method == "GET" or head.method == "HEAD"):
             reply = static.serve(head.method, head.path, head.headers, head.keep_alive)
             if reply is not None:
+                file_fd = open_reply_file(reply)
+                if file_fd == -1:
+                    self._reject(404, "the static file went away")
+                    return
                 self.owner.write(self, reply.head + reply.body)
                 length = len(reply.body)
                 if reply.file is not None:
-                    self.send_file(open_file(reply.file.path), reply.file.offset, reply.file.length)
+                    self.send_file(file_fd, reply.file.offset, reply.file.length)
                     length += reply.file.length
                 self.service.answers.answered(self.counters, head, self.remote_ip, reply.status, length, _now())
                 self._answered(reply.keep_alive)
@@ -290,6 +296,10 @@ class HttpReactorConnection(ReactorConnection):
         super().resume_writing()
         if not self.closed and self.upgrade is None:
             self._advance()
+
+    def file_started(self) -> None:
+        if not self.closed and self.upgrade is None:
+            self._advance()  # it may have stopped at FILES_WAITING_MAX
 
     def _watch_header(self) -> None:
         self.owing_since = owed_since(self.owing_since, self.upgrade is None and self.conversation.awaiting_head)

@@ -18,8 +18,10 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Final
 from urllib.parse import quote, unquote_to_bytes
 
+from ..protocol.sendfile import open_file
 from .headers import BACKSLASH, NUL, PERCENT, build_head, http_date, media_type
 
 UNSAFE_ENCODED = (b"%2f", b"%5c", b"%00")  # separators and NUL, lower-cased
@@ -42,6 +44,20 @@ class StaticReply:
     body: bytes
     file: FileRange | None
     keep_alive: bool
+
+
+NO_FILE: Final = -2  # open_reply_file of a reply without a file range
+
+
+def open_reply_file(reply: StaticReply) -> int:
+    """The reply's file, opened now (before its head is sent); NO_FILE without one, -1 when it can no longer be
+    opened (deleted since ``serve`` looked at it)."""
+    if reply.file is None:
+        return NO_FILE
+    try:
+        return open_file(reply.file.path)
+    except OSError:
+        return -1
 
 
 class StaticFiles:

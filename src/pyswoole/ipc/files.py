@@ -23,7 +23,8 @@ from typing import Final
 _TOKEN: Final = struct.Struct("=Q")
 _FD_SIZE: Final = array.array("i").itemsize
 _ANCILLARY_SPACE: Final = socket.CMSG_SPACE(_FD_SIZE)
-UNCLAIMED_KEPT: Final = 1024  # descriptors whose package never came (their worker died between the two sends)
+UNCLAIMED_KEPT: Final = 256  # read past while claiming another; those whose package never comes (a worker that died
+# between its two sends) are closed oldest first; one evicted while still in flight is opened by path instead
 
 
 def new_token() -> int:

@@ -36,6 +36,9 @@ from ..protocol.tls import peer_certificate_pem
 
 _now: Final = time.time
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
+# Open files a connection may hold waiting behind the one being sent. An HTTP client that pipelines requests
+# for files without reading would otherwise make the server hold a descriptor per request.
+FILES_WAITING_MAX: Final = 4
 
 
 class Reactor(Protocol):
@@ -77,6 +80,7 @@ class Connection(asyncio.Protocol):
         "idle_queued",
         "file_queue",
         "file_sender",
+        "files_waiting",
         "close_queued",
         "held",
     )
@@ -108,8 +112,9 @@ class Connection(asyncio.Protocol):
         self.ready = False
         self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
         self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
-        # While a file is being sent, later output waits here in order: bytes, or (path, offset, length).
-        self.file_queue: deque[bytes | tuple[int, int, int]] | None = None  # output behind a file being sent
+        # While a file is being sent, later output waits here in order: bytes, or (open file, offset, length).
+        self.file_queue: deque[bytes | tuple[int, int, int]] | None = None
+        self.files_waiting = 0  # open files in file_queue: HTTP serves no further request beyond FILES_WAITING_MAX
         self.file_sender: FileSender | None = None
         self.close_queued = False  # close once the file queue is through
 
@@ -192,6 +197,7 @@ class Connection(asyncio.Protocol):
         the socket cannot be watched (the descriptor is closed then too)."""
         if self.file_queue is not None:
             self.file_queue.append((file_fd, offset, length))
+            self.files_waiting += 1
             return
         self._send_file(file_fd, offset, length)
         self.file_queue = deque()
@@ -215,6 +221,7 @@ class Connection(asyncio.Protocol):
             self.file_sender.cancel()
             self.file_sender = None
         queue, self.file_queue = self.file_queue, None
+        self.files_waiting = 0
         for item in queue or ():
             if type(item) is tuple:
                 os.close(item[0])
@@ -235,16 +242,24 @@ class Connection(asyncio.Protocol):
             if type(item) is bytes:
                 self.transport.write(item)  # type: ignore[union-attr]
                 continue
+            self.files_waiting -= 1
             try:
                 self._send_file(*item)
-                return
             except OSError as exc:
                 self._file_done(exc)  # what was queued behind it cannot go out without it
                 return
+            self.file_started()
+            return
         self.file_queue = None
         self.writable = not (self.closed or self.overflow)
         if self.close_queued:
             self.shut(reset=False)
+        else:
+            self.file_started()
+
+    def file_started(self) -> None:
+        """The file queue moved on (``files_waiting`` is one less, or the queue is empty): a protocol that
+        stopped serving requests for too many waiting files may go on."""
 
     def shut(self, reset: bool) -> None:
         """Close the socket: after pending output is flushed, or at once with an RST when ``reset``."""

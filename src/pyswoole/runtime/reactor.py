@@ -439,9 +439,9 @@ class ReactorThread:
         try:
             conn.send_file(file_fd if file_fd >= 0 else open_file(path), offset, length)
         except OSError as exc:
-            # Not passed (the channel was full) and unreadable now: it cannot follow what was sent before it
-            # (an HTTP head that promised its length), and only the close tells the client so.
-            logger.warning("sendfile to session %d: cannot open %s: %s; connection closed", conn.session_id, path,
+            # Not passed (the channel was full) and unreadable now, or the socket cannot be watched: it cannot
+            # follow what was sent before it (an HTTP head that promised its length); only the close tells so.
+            logger.warning("sendfile to session %d: cannot send %s: %s; connection closed", conn.session_id, path,
                            exc.strerror)  # fmt: skip
             self.force_close(conn, flush=True)
 

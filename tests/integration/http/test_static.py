@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from httpkit import connect, curl, read_response, start_http_server, url
+from serverkit import wait_until
 
 SECRET = b"the secret outside the root"
 
@@ -154,3 +155,35 @@ def test_static_files_are_served_by_the_reactor_while_every_worker_is_busy(start
     server.release("go")
     assert read_response(blocked)[2] == b"unblocked"
     blocked.close()
+
+
+def copies_open(pid: int, path: Path) -> int:
+    """How many descriptors of process ``pid`` have ``path`` open."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
+def test_a_client_pipelining_file_requests_without_reading_holds_only_a_few_files_open(start_server, mode, site):
+    """Each answered file request queues an open file behind the one being sent; the connection stops serving
+    its next requests at FILES_WAITING_MAX, so a client cannot make the server hold a descriptor per request."""
+    big = site / "big.bin"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    server = static_server(start_server, mode, site)  # one process: the master, or BASE's only worker
+    requests = 40
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n" * requests)
+        wait_until(lambda: copies_open(server.pid, big) >= 3, 10, "the server never started sending the files")
+        held = [copies_open(server.pid, big)]
+        buffer = bytearray()
+        for _ in range(requests):
+            status, _, body = read_response(sock, buffer)
+            assert status.startswith(b"HTTP/1.1 200") and len(body) == 2 * 1024 * 1024
+            held.append(copies_open(server.pid, big))
+    # The one being sent, FILES_WAITING_MAX (4) waiting, and one request served as the limit is checked.
+    assert max(held) <= 6, held
+    wait_until(lambda: copies_open(server.pid, big) == 0, 10, "the files were not all closed")
