@@ -14,15 +14,13 @@ before). The worker closes its own copy at once; the kernel holds the passed one
 
 from __future__ import annotations
 
-import array
 import os
 import socket
 import struct
 from typing import Final
 
 _TOKEN: Final = struct.Struct("=Q")
-_FD_SIZE: Final = array.array("i").itemsize
-_ANCILLARY_SPACE: Final = socket.CMSG_SPACE(_FD_SIZE)
+_MAX_FDS: Final = 4  # room for a few strays: any beyond are closed by the kernel, and the datagram dropped here
 UNCLAIMED_KEPT: Final = 256  # read past while claiming another; those whose package never comes (a worker that died
 # between its two sends) are closed oldest first; one evicted while still in flight is opened by path instead
 
@@ -37,7 +35,7 @@ def pass_file(channel: socket.socket, token: int, fd: int) -> bool:
     """Send a duplicate of ``fd`` with ``token`` over ``channel``; False if the channel is full or closed
     (the caller then sends the path alone)."""
     try:
-        channel.sendmsg([_TOKEN.pack(token)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        socket.send_fds(channel, [_TOKEN.pack(token)], [fd])
     except OSError:
         return False
     return True
@@ -55,10 +53,9 @@ class FileInbox:
         fd = self._unclaimed.pop(token, -1)
         while fd < 0:
             try:
-                data, ancillary, _, _ = self._channel.recvmsg(_TOKEN.size, _ANCILLARY_SPACE)
+                data, received, _, _ = socket.recv_fds(self._channel, _TOKEN.size, _MAX_FDS)
             except OSError:  # BlockingIOError: the channel is empty
                 return -1
-            received = _descriptors(ancillary)
             if len(data) != _TOKEN.size or len(received) != 1:
                 for stray in received:
                     os.close(stray)
@@ -82,11 +79,3 @@ class FileInbox:
         for fd in self._unclaimed.values():
             os.close(fd)
         self._unclaimed.clear()
-
-
-def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
-    fds = array.array("i")
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % _FD_SIZE])
-    return list(fds)
