@@ -25,6 +25,7 @@ COMPILED = [
     "src/pyswoole/runtime/dispatch.py",
     "src/pyswoole/runtime/factory.py",
     "src/pyswoole/runtime/handle.py",
+    "src/pyswoole/runtime/held_output.py",
     "src/pyswoole/runtime/reactor.py",
     "src/pyswoole/runtime/stats.py",
     "src/pyswoole/runtime/worker.py",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from ..constants import UNIX_TYPES, Mode
@@ -48,6 +48,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODY_PIECE: Final = 64 * 1024  # the request body is handed over in pieces of this size at most
 DISCONNECT_POLL: Final = 0.1  # seconds between looks at the connection while the application waits for http.disconnect
+
+
+class _OneTurn:
+    """What ``send`` returns for a response's last bytes when the worker holds them for the end of the loop
+    pass: awaiting it yields to the loop once (as ``asyncio.sleep(0)``, without a coroutine), and the flush of
+    the pass runs before the task resumes. What the application does after its response (a background task
+    that blocks, say) never delays it."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+ONE_TURN: Final = _OneTurn()
 DRAIN_LIMIT: Final = 1 << 20  # BASE mode: a streaming response waits while more than this is queued for its client
 ASGI_VERSION: Final = {"version": "3.0", "spec_version": "2.4"}
 
@@ -407,6 +420,9 @@ class _HttpExchange:
                 raise RuntimeError("http.response.body before http.response.start")
             if self._send_body(as_bytes(message.get("body", b"")), bool(message.get("more_body", False))):
                 return self._drain()
+            worker = self.rt.worker
+            if worker is not None and worker.output.holding:
+                return ONE_TURN  # the application goes on once its response has been written
         elif kind == "http.response.pathsend":
             if not self.started:
                 raise RuntimeError("http.response.pathsend before http.response.start")
@@ -478,18 +494,18 @@ class _HttpExchange:
         if self._head:  # the first body message carries the head
             if not more:
                 head = self._finish_head(len(body))
-                self._write(head if no_body else head + body)
+                self._write(head if no_body else head + body, True)
                 self.length = 0 if no_body else len(body)
                 self._end()
                 return False
-            self._write(self._finish_head(None))
+            self._write(self._finish_head(None), False)
         if not no_body and body:
-            self._write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body)
+            self._write(b"%x\r\n%s\r\n" % (len(body), body) if self.chunked else body, not more)
             self.length += len(body)
         if more:
             return self.rt.factory.queued_output(self.session_id) > self.drain_limit
         if self.chunked and not no_body:
-            self._write(b"0\r\n\r\n")
+            self._write(b"0\r\n\r\n", True)
         self._end()
         return False
 
@@ -498,15 +514,18 @@ class _HttpExchange:
         if self.declared is not None and self.declared != size:
             raise RuntimeError(f"pathsend of {size} bytes under a Content-Length of {self.declared}")
         head = self._finish_head(size)
-        self._write(head)
+        self._write(head, False)
         if not self.head_only and size and not self.sink.sendfile(path, 0, size):
             self.ended = self.gone = True
             raise ClientDisconnected("the client went away")
         self.length = 0 if self.head_only else size
         self._end()
 
-    def _write(self, data: bytes) -> None:
-        if not self.sink.send(data):
+    def _write(self, data: bytes, last: bool) -> None:
+        """Send response bytes; the ``last`` of a response leave with the other responses completed in this
+        loop pass (``send_soon``), since the task returns to the loop right after. Earlier ones go at once: a
+        streaming body's back-pressure is measured on the socket's buffer."""
+        if not (self.sink.send_soon(data) if last else self.sink.send(data)):
             self.ended = self.gone = True
             raise ClientDisconnected("the client went away")
 

@@ -91,7 +91,7 @@ class HttpWorkerConnection(WorkerConnection):
             return
         interim = self.conversation.receive(data)
         if interim:
-            self.transport.write(interim)  # type: ignore[union-attr]
+            self.write(interim)
         self._advance()
 
     def _advance(self) -> None:
@@ -166,6 +166,20 @@ class HttpWorkerConnection(WorkerConnection):
     # The response's sink (http.response.ResponseSink) ---------------------------------------------------------
 
     def send(self, data: bytes) -> bool:
+        if not self._may_send():
+            return False
+        self.write(data)
+        self._count_send(len(data))
+        return True
+
+    def send_soon(self, data: bytes) -> bool:
+        if not self._may_send():
+            return False
+        self.worker.output.write_soon(self, data)
+        self._count_send(len(data))
+        return True
+
+    def _may_send(self) -> bool:
         # is_closing: a write already failed (the client left) while a blocking callback, a WSGI application
         # streaming its response, keeps the loop from running connection_lost, which sets ``closed``.
         if self.closed or self.transport.is_closing():  # type: ignore[union-attr]
@@ -174,13 +188,14 @@ class HttpWorkerConnection(WorkerConnection):
             logger.warning("session %d: output over socket_buffer_size; the response is cut, closed", self.session_id)
             self.worker.close(self.session_id, True)
             return self.worker.rt.fail(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
-        self.write(data)
+        return True
+
+    def _count_send(self, size: int) -> None:
         counters = self.counters
         counters.response += 1
-        counters.send_bytes += len(data)
+        counters.send_bytes += size
         if not counters.pending:
             counters.moved()
-        return True
 
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         if self.closed:

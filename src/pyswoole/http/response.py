@@ -67,6 +67,11 @@ class ResponseSink(Protocol):
         """Queue ``data`` for the client; False (the error code recorded) when the connection is gone."""
         ...
 
+    def send_soon(self, data: bytes) -> bool:
+        """``send``, for a writer that returns to the event loop at once: the bytes may leave at the end of the
+        loop pass, with the other output of the pass, and always before anything sent after them."""
+        ...
+
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         """Queue ``length`` bytes of the file at ``offset``, zero-copy; False as for ``send``."""
         ...

@@ -40,6 +40,9 @@ class SessionSink:
             worker.count_send(len(data))
         return True
 
+    def send_soon(self, data: bytes) -> bool:
+        return self.send(data)  # the worker's pipe writes go out once per loop pass already
+
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         code = self.rt.factory.sendfile(self.session_id, path, offset, length)
         if code:

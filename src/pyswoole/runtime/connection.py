@@ -83,6 +83,7 @@ class Connection(asyncio.Protocol):
         "files_waiting",
         "close_queued",
         "held",
+        "held_output",
     )
 
     def __init__(self, reactor: Reactor, port: Port, handlers: Any, reactor_id: int) -> None:
@@ -108,7 +109,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.held: deque[bytes] | None = None  # read while paused, for the resume (see set_reading)
         self.overflow = False  # the output buffer passed socket_buffer_size: send() fails until it drains
-        self.writable = False  # ready, open, not overflowing, no file being sent: what send()'s fast path checks
+        # Ready, open, not overflowing, no file being sent, no output held: what send()'s fast path checks.
+        self.writable = False
         self.ready = False
         self.idle_timer: asyncio.TimerHandle | None = None  # max_idle_time
         self.idle_queued = 0  # output queued at the last max_idle_time check, to see it move
@@ -117,6 +119,7 @@ class Connection(asyncio.Protocol):
         self.files_waiting = 0  # open files in file_queue: HTTP serves no further request beyond FILES_WAITING_MAX
         self.file_sender: FileSender | None = None
         self.close_queued = False  # close once the file queue is through
+        self.held_output: list[bytes] | None = None  # hold_output's bytes: they leave before any later ones
 
     # asyncio.Protocol ----------------------------------------------------------------------------------
 
@@ -164,7 +167,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.overflow = False
-        self.writable = not self.closed and self.file_queue is None
+        self.writable = not self.closed and self.file_queue is None and self.held_output is None
 
     def mark_closed(self, by_peer: bool) -> None:
         self.closed = True
@@ -176,6 +179,7 @@ class Connection(asyncio.Protocol):
             self.idle_timer.cancel()
             self.idle_timer = None
         self._drop_files()
+        self.held_output = None
         if not self.ready:
             return  # refused: the reactor has counted it already
         if exc is not None:
@@ -186,10 +190,43 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.last_send_time = _now()
-        if self.file_queue is None:
-            self.transport.write(data)  # type: ignore[union-attr]
-        else:
+        if self.file_queue is not None:
             self.file_queue.append(data)
+            return
+        held = self.held_output
+        if held is not None:
+            self.held_output = None
+            held.append(data)
+            data = b"".join(held)
+            self.writable = not (self.closed or self.overflow)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def hold_output(self, data: bytes) -> bool:
+        """Keep ``data`` for the next ``write`` or ``flush`` rather than write it now: for output that may wait
+        for the end of the loop pass, when the caller flushes it. True when nothing was held before (the
+        caller's cue to arrange that flush)."""
+        self.last_send_time = _now()
+        if self.file_queue is not None:
+            self.file_queue.append(data)  # it waits anyway, behind the file
+            return False
+        held = self.held_output
+        if held is not None:
+            held.append(data)
+            return False
+        self.held_output = [data]
+        self.writable = False  # send()'s fast path would write past it
+        return True
+
+    def flush(self) -> None:
+        """Write what ``hold_output`` kept, now."""
+        held = self.held_output
+        if held is None:
+            return
+        self.held_output = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.writable = not (self.closed or self.overflow)
+            transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def send_file(self, file_fd: int, offset: int, length: int) -> None:
         """Queue ``length`` bytes of an open file from ``offset`` behind the output sent so far. The connection
@@ -199,6 +236,7 @@ class Connection(asyncio.Protocol):
             self.file_queue.append((file_fd, offset, length))
             self.files_waiting += 1
             return
+        self.flush()
         self._send_file(file_fd, offset, length)
         self.file_queue = deque()
         self.writable = False
@@ -263,6 +301,7 @@ class Connection(asyncio.Protocol):
 
     def shut(self, reset: bool) -> None:
         """Close the socket: after pending output is flushed, or at once with an RST when ``reset``."""
+        self.flush()
         transport = self.transport
         if transport is None or transport.is_closing() and not reset:
             return

@@ -34,6 +34,7 @@ from ..protocol.sendfile import open_file
 from . import stats
 from .callbacks import CallbackRunner, is_coroutine
 from .connection import Connection, adopt, expired_connections
+from .held_output import HeldOutput
 from .loop import run_until_complete
 from .stats import resident_memory
 from .task_worker import request_limit
@@ -120,6 +121,7 @@ class EventWorker:
         self._conn_q = table.q if table is not None else memoryview(bytearray(8)).cast("q")
         self._conn_slots = table.size if table is not None else 1
         self.connections: dict[int, Connection] = {}  # BASE mode: the sessions this worker owns
+        self.output = HeldOutput()  # BASE mode: output its writers let wait for the end of the loop pass
         self.closing_sessions: set[int] = set()  # PROCESS mode: sessions whose Close callback is running
         primary = rt.ports[0]
         self.handlers = {port.fileno: PortHandlers(port, primary) for port in rt.ports}

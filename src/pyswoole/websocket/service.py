@@ -52,6 +52,9 @@ class HandshakeSink:
     def send(self, data: bytes) -> bool:
         return self.inner.send(data)
 
+    def send_soon(self, data: bytes) -> bool:
+        return self.inner.send_soon(data)
+
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         return self.inner.sendfile(path, offset, length)
 

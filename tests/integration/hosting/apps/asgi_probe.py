@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -187,6 +188,14 @@ async def http(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": query["path"]})
         os.unlink(query["path"])
+    elif path == "/block":  # a synchronous call in an async def: the loop stands still, then the response
+        if "mark" in query:
+            open(query["mark"], "w").close()  # the test's cue: this worker is about to block
+        time.sleep(float(query["seconds"]))
+        await answer(send, b"blocked", content_type=b"text/plain")
+    elif path == "/then-block":  # the response, then work that blocks the loop (a background task that blocks)
+        await answer(send, b"answered", content_type=b"text/plain")
+        time.sleep(float(query["seconds"]))
     elif path == "/task":
         server = scope["extensions"]["pyswoole"]["server"]
         results = await server.task_co([query.get("data", "x")], 5)
