@@ -145,7 +145,10 @@ class Connection(asyncio.Protocol):
         self.reactor.on_connect(self)
 
     def eof_received(self) -> bool:
-        return False  # a half-closed peer is a closed peer, as in Swoole
+        # A half-closed peer is a closed peer, as in Swoole; the transport closes itself after this, so output
+        # held for the end of the pass (an answer to the request that came before the EOF) goes now.
+        self.flush()
+        return False
 
     def split(self, data: bytes) -> list[bytes]:
         """The packages a read completes. A framing error (oversized or malformed package) closes only this

@@ -8,9 +8,9 @@ hypervisor, and the writer pays for it. Held to the end of the pass, they arrive
 (NOTES.md has the figures: about a tenth of an ASGI hello's CPU went to those wake-ups).
 
 Holding costs latency only while the loop is slow, and that is bounded. A batch older than HOLD_MAX leaves at the
-next response. Once something has kept held output waiting longer than STALL between two responses (an
-application that blocks the loop: a synchronous database call in an ``async def``), output is written at once
-for WRITE_NOW_TIME, as with no holding at all. Nothing can preempt a callback that blocks, so the responses held
+next response. Once something has kept held output waiting longer than STALL (seen at the next response or at
+the end of the pass; an application that blocks the loop: a synchronous database call in an ``async def``),
+output is written at once for WRITE_NOW_TIME, as with no holding at all. Nothing can preempt a callback that blocks, so the responses held
 before that first stall do wait for it.
 """
 
@@ -66,6 +66,11 @@ class HeldOutput:
     def flush(self) -> None:
         """Write all held output now (the end of the pass, or a batch that is too old)."""
         holding = self.holding
-        for conn in holding:
-            conn.flush()
-        holding.clear()
+        if holding and _monotonic() - self._last > STALL:
+            # A callback blocked after the last held response, then awaited before answering: seen only here.
+            self._write_now_until = _monotonic() + WRITE_NOW_TIME
+        try:
+            for conn in holding:
+                conn.flush()
+        finally:
+            holding.clear()

@@ -16,7 +16,7 @@ from serverkit import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
-BODIES = {"/": b"probe", "/block": b"blocked", "/then-block": b"answered"}
+BODIES = {"/": b"probe", "/block": b"blocked", "/block-then-await": b"blocked", "/then-block": b"answered"}
 
 
 def ask(port: int, target: str) -> socket.socket:
@@ -62,7 +62,20 @@ def test_a_response_leaves_before_what_its_application_does_after_it(serve, mode
     assert raw_exchange(served.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"probe")  # and it serves on
 
 
-def test_once_the_loop_stood_still_while_output_waited_responses_leave_at_once(serve, tmp_path):
+def test_a_client_that_half_closes_after_its_request_still_gets_the_response(serve):
+    served = serve("asgi_probe:app", "--mode", "base", "--workers", "1", "--no-access-log")
+    for _ in range(10):  # the EOF is read in the pass after the request's, while the response is held
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"probe")
+
+
+@pytest.mark.parametrize("slow", ["/block?seconds=0.3", "/block-then-await?seconds=0.3"])
+def test_once_the_loop_stood_still_while_output_waited_responses_leave_at_once(serve, tmp_path, slow):
     served = serve("asgi_probe:app", "--mode", "base", "--workers", "1", "--no-access-log")
     port = served.port
 
@@ -88,8 +101,8 @@ def test_once_the_loop_stood_still_while_output_waited_responses_leave_at_once(s
 
     # The first time: the fast response is held for the end of the pass, and the blocking call after it in the
     # same pass keeps it waiting.
-    times = while_blocked(1, {"fast": "/", "slow": "/block?seconds=0.3"})
+    times = while_blocked(1, {"fast": "/", "slow": slow})
     assert times["fast"] > times["slow"] - 0.1
     # The worker saw its loop stand still while output waited: for a while it writes each response at once.
-    times = while_blocked(2, {"fast": "/", "slow": "/block?seconds=0.3"})
+    times = while_blocked(2, {"fast": "/", "slow": slow})
     assert times["fast"] < times["slow"] - 0.15

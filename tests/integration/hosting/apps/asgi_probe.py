@@ -193,6 +193,10 @@ async def http(scope, receive, send):
             open(query["mark"], "w").close()  # the test's cue: this worker is about to block
         time.sleep(float(query["seconds"]))
         await answer(send, b"blocked", content_type=b"text/plain")
+    elif path == "/block-then-await":  # synchronous work, then an await (a query), then the response
+        time.sleep(float(query["seconds"]))
+        await asyncio.sleep(0)
+        await answer(send, b"blocked", content_type=b"text/plain")
     elif path == "/then-block":  # the response, then work that blocks the loop (a background task that blocks)
         await answer(send, b"answered", content_type=b"text/plain")
         time.sleep(float(query["seconds"]))
