@@ -10,8 +10,8 @@ hypervisor, and the writer pays for it. Held to the end of the pass, they arrive
 Holding costs latency only while the loop is slow, and that is bounded. A batch older than HOLD_MAX leaves at the
 next response. Once something has kept held output waiting longer than STALL (seen at the next response or at
 the end of the pass; an application that blocks the loop: a synchronous database call in an ``async def``),
-output is written at once for WRITE_NOW_TIME, as with no holding at all. Nothing can preempt a callback that blocks, so the responses held
-before that first stall do wait for it.
+output is written at once for WRITE_NOW_TIME, as with no holding at all. Nothing can preempt a callback that
+blocks, so the responses held before that first stall do wait for it.
 """
 
 from __future__ import annotations
